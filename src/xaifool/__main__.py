@@ -1,0 +1,103 @@
+"""Command line: ``python -m xaifool {fetch,run,bench,info}``.
+
+fetch           verify (and download where needed) every data file the book uses
+run NOTEBOOK    execute one chapter (jupytext MyST markdown) and save the executed .ipynb
+bench           run the benchmarks in benchmarks/ and write JSON under benchmarks/results/
+info            print the profile, device and directories in use
+"""
+from __future__ import annotations
+
+import argparse
+import runpy
+import sys
+import time
+from pathlib import Path
+
+from .config import REPO_ROOT, describe, get_config
+
+
+def _fetch(args) -> int:
+    from tqdm import tqdm
+
+    from .data import REGISTRY, DataFileError, _imagenet_index, fetch
+
+    names = [n for n in REGISTRY if not n.startswith("mobilenet_quantized")] + list(_imagenet_index().file)
+    failed = []
+    for name in tqdm(names, desc="verifying data files"):
+        try:
+            fetch(name)
+        except DataFileError as err:
+            failed.append(str(err).splitlines()[0])
+    for line in failed:
+        print(line, file=sys.stderr)
+    print(f"{len(names) - len(failed)}/{len(names)} files verified")
+    return 1 if failed else 0
+
+
+def _run(args) -> int:
+    import jupytext
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(args.notebook)
+    if not path.is_file():
+        raise SystemExit(f"notebook {path} not found; chapters live in notebooks/*.md")
+    print(describe())
+    nb = jupytext.read(path)
+    out_dir = Path(args.output or REPO_ROOT / "_build" / "chapters")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / (path.stem + ".ipynb")
+    t0 = time.perf_counter()
+    client = NotebookClient(nb, timeout=args.timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent.resolve())}})
+    try:
+        client.execute()
+    finally:
+        nbformat.write(nb, out)
+    print(f"executed {path} in {time.perf_counter() - t0:.1f} s -> {out}")
+    return 0
+
+
+def _bench(args) -> int:
+    bench_dir = REPO_ROOT / "benchmarks"
+    scripts = sorted(p for p in bench_dir.glob("*.py") if not p.name.startswith("_"))
+    if args.only:
+        scripts = [p for p in scripts if p.stem in args.only]
+    if not scripts:
+        print("no benchmarks found", file=sys.stderr)
+        return 1
+    for p in scripts:
+        print(f"== {p.name}")
+        runpy.run_path(str(p), run_name="__main__")
+    return 0
+
+
+def _info(args) -> int:
+    cfg = get_config()
+    print(describe())
+    print(f"cache: {cfg.cache_dir}")
+    print("data mirrors: " + (", ".join(map(str, cfg.data_dirs)) or "(none; files are downloaded)"))
+    print(f"profile sizes: {cfg.profile}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m xaifool", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("fetch", help="verify / download every data file").set_defaults(fn=_fetch)
+    r = sub.add_parser("run", help="execute one chapter")
+    r.add_argument("notebook")
+    r.add_argument("--output", help="folder for the executed .ipynb (default _build/chapters)")
+    r.add_argument("--timeout", type=int, default=1800, help="per-cell timeout in seconds")
+    r.set_defaults(fn=_run)
+    b = sub.add_parser("bench", help="run the benchmarks")
+    b.add_argument("only", nargs="*", help="benchmark names (file stems) to run; default all")
+    b.set_defaults(fn=_bench)
+    sub.add_parser("info", help="profile, device, directories").set_defaults(fn=_info)
+    args = parser.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Run-time configuration: the ``quick`` / ``full`` profiles, device, seeds, directories.
+
+One frozen dataclass, read once from the environment:
+
+``XAIFOOL_PROFILE``  ``quick`` (default: CPU-sized, whole book in minutes) or ``full``
+                     (paper-scale sizes; uses a GPU when one is present).
+``XAIFOOL_DEVICE``   force a torch device (``cpu``, ``cuda``, ``cuda:1``); default: ``cuda``
+                     when available, else ``cpu``.
+``XAIFOOL_CACHE``    where cached artefacts go (default ``<repo>/.cache/xaifool``).
+``XAIFOOL_DATA``     a local data mirror searched before ``<repo>/../shared/data``.
+
+A profile only changes *sizes*; every chapter calls the same functions in both.
+"""
+from __future__ import annotations
+
+import os
+import random
+import warnings
+from dataclasses import dataclass, fields, replace
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROFILES = ("quick", "full")
+
+#: The repository root (``src/xaifool/config.py`` → three levels up).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes of every experiment; ``quick`` and ``full`` differ only here."""
+
+    name: str
+    seed: int
+    #: ImageNet sample images used in figures and agreement tables.
+    n_images: int
+    #: CIFAR-10 test images used by image experiments.
+    n_cifar: int
+    #: Batch size for forward/backward passes on the device.
+    batch_size: int
+    #: Noise samples for SmoothGrad and steps for Integrated Gradients.
+    smoothgrad_samples: int
+    ig_steps: int
+    #: Perturbation samples for LIME / KernelSHAP on images (superpixels) and tables.
+    lime_image_samples: int
+    lime_samples: int
+    shap_samples: int
+    #: Background rows summarised for KernelSHAP on tables.
+    shap_background: int
+    #: Rows of a tabular test set explained with LIME / KernelSHAP.
+    n_tabular_explain: int
+    #: Epochs for the small tabular models.
+    tabular_epochs: int
+    #: Images timed per interpreter in the cost table.
+    n_timing_images: int
+    #: Images used to report a classifier's accuracy (ImageNet samples / CIFAR-10 test).
+    n_accuracy_imagenet: int
+    n_accuracy_cifar: int
+
+
+QUICK = Profile(
+    name="quick",
+    seed=0,
+    n_images=6,
+    n_cifar=64,
+    batch_size=16,
+    smoothgrad_samples=16,
+    ig_steps=16,
+    lime_image_samples=100,
+    lime_samples=500,
+    shap_samples=200,
+    shap_background=20,
+    n_tabular_explain=20,
+    tabular_epochs=60,
+    n_timing_images=4,
+    n_accuracy_imagenet=100,
+    n_accuracy_cifar=2000,
+)
+
+FULL = Profile(
+    name="full",
+    seed=0,
+    n_images=16,
+    n_cifar=1000,
+    batch_size=64,
+    smoothgrad_samples=50,
+    ig_steps=64,
+    lime_image_samples=1000,
+    lime_samples=5000,
+    shap_samples=2000,
+    shap_background=100,
+    n_tabular_explain=200,
+    tabular_epochs=200,
+    n_timing_images=16,
+    n_accuracy_imagenet=1000,
+    n_accuracy_cifar=10000,
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The active profile plus device and directories."""
+
+    profile: Profile
+    device: torch.device
+    cache_dir: Path
+    data_dirs: tuple[Path, ...]
+
+    @property
+    def seed(self) -> int:
+        return self.profile.seed
+
+
+def _profile_from_env(value: str | None) -> Profile:
+    name = (value or "quick").strip().lower()
+    if name not in PROFILES:
+        raise ValueError(f"XAIFOOL_PROFILE must be one of {PROFILES}, got {value!r}")
+    return QUICK if name == "quick" else FULL
+
+
+def _device_from_env(value: str | None) -> torch.device:
+    if value:
+        try:
+            dev = torch.device(value)
+        except RuntimeError as err:
+            raise ValueError(f"XAIFOOL_DEVICE must be a torch device such as 'cpu' or 'cuda', got {value!r}") from err
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"XAIFOOL_DEVICE={value!r} but no CUDA device is available; use 'cpu'")
+        return dev
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def data_dirs_from_env() -> tuple[Path, ...]:
+    """The local mirrors searched before any download, in order."""
+    dirs = []
+    env = os.environ.get("XAIFOOL_DATA")
+    if env:
+        dirs.append(Path(env).expanduser().resolve())
+    shared = (REPO_ROOT.parent / "shared" / "data").resolve()
+    if shared.is_dir():
+        dirs.append(shared)
+    return tuple(dirs)
+
+
+@lru_cache(maxsize=1)
+def get_config() -> Config:
+    """The configuration, read once from the environment (see module docstring)."""
+    profile = _profile_from_env(os.environ.get("XAIFOOL_PROFILE"))
+    device = _device_from_env(os.environ.get("XAIFOOL_DEVICE"))
+    if profile.name == "full" and device.type == "cpu":
+        warnings.warn(
+            "XAIFOOL_PROFILE=full on a CPU: the paper-scale settings will take a long time "
+            "(hours for the attack chapters); use a GPU or the quick profile.",
+            stacklevel=2,
+        )
+    cache = Path(os.environ.get("XAIFOOL_CACHE") or REPO_ROOT / ".cache" / "xaifool").expanduser().resolve()
+    return Config(profile=profile, device=device, cache_dir=cache, data_dirs=data_dirs_from_env())
+
+
+def override(**sizes) -> Profile:
+    """A copy of the active profile with some sizes changed (for tests and exercises)."""
+    names = {f.name for f in fields(Profile)}
+    bad = sorted(set(sizes) - names)
+    if bad:
+        raise ValueError(f"override() got unknown profile field(s) {bad}; accepted: {sorted(names)}")
+    return replace(get_config().profile, **sizes)
+
+
+def seed_everything(seed: int | None = None) -> int:
+    """Seed Python, NumPy and torch (CPU and CUDA) with the profile's seed (or ``seed``)."""
+    seed = get_config().seed if seed is None else int(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return seed
+
+
+def describe() -> str:
+    """One line saying which profile and device this run uses (printed by every chapter)."""
+    cfg = get_config()
+    threads = torch.get_num_threads()
+    return (
+        f"profile={cfg.profile.name} device={cfg.device} torch={torch.__version__} "
+        f"threads={threads} seed={cfg.seed}"
+    )

@@ -1,0 +1,514 @@
+"""One entry point for every interpreter: ``explain(model, x, target, method, **options)``.
+
+Heatmaps follow Definition 1 of the review: ``h = I(x, c; ω)`` scores every input feature
+for the logit of class ``c``. The registry :data:`METHODS` holds
+
+============================  ==========  =================================================
+method                        family      implementation
+============================  ==========  =================================================
+``gradient``                  gradient    ∂f_c/∂x (SimpleGrad, Simonyan et al. 2014)
+``grad_x_input``              gradient    x ⊙ ∂f_c/∂x (Shrikumar et al. 2017)
+``smoothgrad``                gradient    mean gradient over x + N(0, σ²) (Smilkov et al. 2017)
+``integrated_gradients``      gradient    path integral from a baseline (Sundararajan et al. 2017)
+``gradcam``                   cam         ReLU(Σ_k α_k A_k) at ``model.cam_layer`` (Selvaraju et al. 2017)
+``lrp``                       lrp         zennit, composite EpsilonPlusFlat (Bach et al. 2015)
+``lime``                      perturb.    the ``lime`` package (Ribeiro et al. 2016)
+``kernel_shap``               perturb.    the ``shap`` package's KernelExplainer (Lundberg & Lee 2017)
+============================  ==========  =================================================
+
+The gradient family and Grad-CAM are computed here with ``torch.autograd`` rather than
+through captum, because attacks need ``create_graph=True`` (a gradient of the explanation)
+and captum's attribution methods detach their graph; tests check them against captum's
+``Saliency``, ``InputXGradient``, ``NoiseTunnel``, ``IntegratedGradients`` and ``LayerGradCam``.
+
+**Post-processing, the same for every method** (stated once here):
+
+* images: the raw attribution ``a`` (B, C, H, W) is reduced over channels by
+  ``reduce="abs_sum"`` (default, ``Σ_c |a_c|``) or ``"sum"`` (signed ``Σ_c a_c``); Grad-CAM
+  (one channel, non-negative) and superpixel methods are upsampled / painted to (H, W) first.
+  Tables keep one value per feature, (B, d), and are reduced by ``abs`` only with ``"abs_sum"``.
+* ``normalize="sum"`` (default) divides each map by the sum of its absolute values, so a
+  non-negative map is a distribution over pixels (as in Ghorbani et al. 2019); ``"max"``
+  divides by the largest absolute value; ``None`` keeps raw scale.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import get_config
+
+__all__ = ["Method", "METHODS", "IMAGE_METHODS", "TABULAR_METHODS", "explain", "attribute", "postprocess"]
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    fn: Callable
+    family: str              # "gradient", "cam", "lrp", "perturbation"
+    differentiable: bool     # supports create_graph=True
+    modalities: tuple[str, ...]
+    citation: str
+
+
+def _import_quietly(name: str):
+    """Import ``shap`` / ``lime`` without their import-time warnings (tqdm's IProgress notice)."""
+    import importlib
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return importlib.import_module(name)
+
+
+# --------------------------------------------------------------------------------------
+# Gradient family
+# --------------------------------------------------------------------------------------
+
+def _select(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return logits.gather(1, target.view(-1, 1)).sum()
+
+
+def _input_gradient(model, x, target, create_graph):
+    if not x.requires_grad:
+        x = x.detach().requires_grad_(True)
+    out = model(x)
+    (g,) = torch.autograd.grad(_select(out, target), x, create_graph=create_graph)
+    return g
+
+
+def _gradient(model, x, target, create_graph=False):
+    return _input_gradient(model, x, target, create_graph)
+
+
+def _grad_x_input(model, x, target, create_graph=False):
+    return x * _input_gradient(model, x, target, create_graph)
+
+
+def _smoothgrad(model, x, target, create_graph=False, n_samples=None, noise_level=0.15, seed=None,
+                chunk=None):
+    """Mean gradient over ``n_samples`` noisy copies, σ = noise_level · (max x − min x) per image."""
+    cfg = get_config()
+    n = cfg.profile.smoothgrad_samples if n_samples is None else int(n_samples)
+    if n < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n}")
+    if not noise_level >= 0:
+        raise ValueError(f"noise_level must be >= 0, got {noise_level}")
+    g = torch.Generator(device="cpu").manual_seed(cfg.seed if seed is None else int(seed))
+    dims = tuple(range(1, x.dim()))
+    sigma = noise_level * (x.detach().amax(dims, keepdim=True) - x.detach().amin(dims, keepdim=True))
+    noise = torch.randn((n, *x.shape), generator=g).to(x.device) * sigma.unsqueeze(0)
+    chunk = chunk or max(1, cfg.profile.batch_size // max(1, x.shape[0]))
+    total = torch.zeros_like(x)
+    for i in range(0, n, chunk):  # chunks of noise samples, each batched over all images
+        eps = noise[i:i + chunk]
+        k = eps.shape[0]
+        xs = (x.unsqueeze(0) + eps).reshape(k * x.shape[0], *x.shape[1:])
+        grad = _input_gradient(model, xs, target.repeat(k), create_graph)
+        total = total + grad.view(k, *x.shape).sum(0)
+    return total / n
+
+
+def _integrated_gradients(model, x, target, create_graph=False, n_steps=None, baseline=None,
+                          method="gausslegendre", chunk=None):
+    """(x − x₀) ⊙ ∫₀¹ ∂f_c/∂x(x₀ + α(x − x₀)) dα, with captum's quadrature (default Gauss–Legendre)."""
+    approximation_parameters = _import_quietly("captum.attr._utils.approximation_methods").approximation_parameters
+
+    cfg = get_config()
+    n = cfg.profile.ig_steps if n_steps is None else int(n_steps)
+    if n < 1:
+        raise ValueError(f"n_steps must be >= 1, got {n}")
+    x0 = torch.zeros_like(x) if baseline is None else torch.as_tensor(baseline, dtype=x.dtype, device=x.device)
+    if x0.shape != x.shape:
+        x0 = x0.expand_as(x)
+    step_sizes, alphas = approximation_parameters(method)
+    w, a = step_sizes(n), alphas(n)
+    chunk = chunk or max(1, cfg.profile.batch_size // max(1, x.shape[0]))
+    total = torch.zeros_like(x)
+    for i in range(0, n, chunk):
+        al = torch.tensor(a[i:i + chunk], dtype=x.dtype, device=x.device).view(-1, *[1] * x.dim())
+        ws = torch.tensor(w[i:i + chunk], dtype=x.dtype, device=x.device).view(-1, *[1] * x.dim())
+        k = al.shape[0]
+        xs = (x0.unsqueeze(0) + al * (x - x0).unsqueeze(0)).reshape(k * x.shape[0], *x.shape[1:])
+        grad = _input_gradient(model, xs, target.repeat(k), create_graph).view(k, *x.shape)
+        total = total + (ws * grad).sum(0)
+    return (x - x0) * total
+
+
+# --------------------------------------------------------------------------------------
+# Grad-CAM
+# --------------------------------------------------------------------------------------
+
+def _get_layer(model: nn.Module, layer) -> nn.Module:
+    if isinstance(layer, nn.Module):
+        return layer
+    name = layer or getattr(model, "cam_layer", "")
+    if not name:
+        raise ValueError("layer: Grad-CAM needs a convolutional layer; pass layer=<module or dotted name> "
+                         "or use a model from xaifool.models (they set cam_layer)")
+    try:
+        return model.get_submodule(name)
+    except AttributeError as err:
+        raise ValueError(f"layer {name!r} is not a submodule of the model") from err
+
+
+def _gradcam(model, x, target, create_graph=False, layer=None, upsample="bilinear"):
+    """ReLU(Σ_k α_k A_k), α_k = spatial mean of ∂f_c/∂A_k, upsampled to the input size."""
+    mod = _get_layer(model, layer)
+    store = {}
+    handle = mod.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
+    try:
+        xin = x if x.requires_grad or not create_graph else x.detach().requires_grad_(True)
+        out = model(xin)
+    finally:
+        handle.remove()
+    act = store["a"]
+    if act.dim() != 4:
+        raise ValueError(f"layer output must be (B, K, h, w) for Grad-CAM, got shape {tuple(act.shape)}")
+    (g,) = torch.autograd.grad(_select(out, target), act, create_graph=create_graph)
+    cam = F.relu((g.mean(dim=(2, 3), keepdim=True) * act).sum(1, keepdim=True))
+    if upsample == "bilinear":
+        cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    elif upsample == "nearest":
+        cam = F.interpolate(cam, size=x.shape[-2:], mode="nearest")
+    else:
+        raise ValueError(f"upsample must be 'bilinear' or 'nearest', got {upsample!r}")
+    return cam
+
+
+# --------------------------------------------------------------------------------------
+# LRP with zennit
+# --------------------------------------------------------------------------------------
+
+def _lrp_canonizers(net: nn.Module):
+    """zennit canonizers for the architectures of this book.
+
+    zennit ships canonizers for torchvision VGG/ResNet only. MobileNetV2's residual sum and
+    our CIFAR ResNet's blocks add tensors functionally, which no rule would see; the two
+    small AttributeCanonizers below route those sums through zennit's ``Sum`` module so that
+    its ``Norm`` rule distributes relevance over both branches (the same device zennit uses
+    for torchvision's ResNet).
+    """
+    from torchvision.models.mobilenetv2 import InvertedResidual
+    from zennit.canonizers import AttributeCanonizer, NamedMergeBatchNorm, SequentialMergeBatchNorm
+    from zennit.layer import Sum
+
+    from .models import CifarResNet, _BasicBlock
+
+    def inverted_residual_forward(self, x):
+        out = self.conv(x)
+        if self.use_res_connect:
+            out = self.canonizer_sum(torch.stack([x, out], dim=-1))
+        return out
+
+    def basic_block_forward(self, x):
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out = self.canonizer_sum(torch.stack([self.shortcut(x), out], dim=-1))
+        return self.relu2(out)
+
+    def attribute_map(name, module):
+        if isinstance(module, InvertedResidual):
+            return {"forward": inverted_residual_forward.__get__(module), "canonizer_sum": Sum()}
+        if isinstance(module, _BasicBlock):
+            return {"forward": basic_block_forward.__get__(module), "canonizer_sum": Sum()}
+        return None
+
+    canon = [AttributeCanonizer(attribute_map)]
+    if isinstance(net, CifarResNet):
+        pairs = [(["conv1"], "bn1")]
+        for lname in ("layer1", "layer2", "layer3"):
+            for i in range(len(getattr(net, lname))):
+                pairs += [([f"{lname}.{i}.conv1"], f"{lname}.{i}.bn1"), ([f"{lname}.{i}.conv2"], f"{lname}.{i}.bn2")]
+        canon.append(NamedMergeBatchNorm(pairs))
+    else:
+        canon.append(SequentialMergeBatchNorm())
+    return canon
+
+
+def _lrp(model, x, target, create_graph=False, composite="epsilon_plus_flat", epsilon=1e-6):
+    """Relevance at the (normalised) network input, composite EpsilonPlusFlat by default.
+
+    For a :class:`~xaifool.models.Normalized` model the relevance is taken at the network's
+    own input ``z = (x − μ)/σ`` (same pixel grid), so that it is conserved; a plain model is
+    explained at ``x``.
+    """
+    from zennit.attribution import Gradient
+    from zennit.composites import COMPOSITES, EpsilonAlpha2Beta1Flat, EpsilonPlusFlat
+
+    from .models import Normalized
+
+    net, z = model, x
+    if isinstance(model, Normalized):
+        net, z = model.net, (x - model.mean) / model.std
+    makers = {"epsilon_plus_flat": EpsilonPlusFlat, "epsilon_alpha2_beta1_flat": EpsilonAlpha2Beta1Flat}
+    if composite == "epsilon":
+        from zennit.composites import LayerMapComposite
+        from zennit.rules import Epsilon, Pass
+        from zennit.types import Activation, Convolution, Linear
+
+        comp = LayerMapComposite([(Activation, Pass()), (Convolution, Epsilon(epsilon)), (Linear, Epsilon(epsilon))],
+                                 canonizers=_lrp_canonizers(net))
+    elif composite in makers:
+        comp = makers[composite](canonizers=_lrp_canonizers(net))
+    else:
+        raise ValueError(f"composite must be one of {['epsilon', *makers]}, got {composite!r} "
+                         f"(zennit also knows {sorted(COMPOSITES)})")
+    z = z.detach().requires_grad_(True)
+    with Gradient(model=net, composite=comp, create_graph=create_graph) as attributor:
+        out, rel = attributor(z, lambda o: F.one_hot(target, o.shape[1]).to(o.dtype))
+    return rel
+
+
+# --------------------------------------------------------------------------------------
+# Perturbation methods: lime and shap packages
+# --------------------------------------------------------------------------------------
+
+def _probabilities(model, batch_size):
+    dev = next(model.parameters()).device
+
+    @torch.no_grad()
+    def fn(arr: np.ndarray) -> np.ndarray:
+        t = torch.as_tensor(np.asarray(arr), dtype=torch.float32)
+        outs = [F.softmax(model(t[i:i + batch_size].to(dev)), 1).cpu() for i in range(0, len(t), batch_size)]
+        return torch.cat(outs).double().numpy()
+
+    return fn
+
+
+def _segments(img_hwc: np.ndarray, n_segments: int) -> np.ndarray:
+    from skimage.segmentation import slic
+
+    return slic(img_hwc, n_segments=n_segments, compactness=10, start_label=0)
+
+
+def _lime(model, x, target, create_graph=False, background=None, n_samples=None, n_segments=50, seed=None,
+          feature_names=None, categorical=None):
+    cfg = get_config()
+    seed = cfg.seed if seed is None else int(seed)
+    bs = max(cfg.profile.batch_size, 64)
+    out = torch.zeros(x.shape[0], 1, *x.shape[2:]) if x.dim() == 4 else torch.zeros(x.shape)
+    if x.dim() == 4:
+        lime_image = _import_quietly("lime.lime_image")
+
+        n = cfg.profile.lime_image_samples if n_samples is None else int(n_samples)
+        explainer = lime_image.LimeImageExplainer(random_state=seed)
+        proba = _probabilities(model, bs)
+        for i in range(x.shape[0]):  # lime explains one image at a time; its samples are batched
+            img = x[i].permute(1, 2, 0).detach().cpu().double().numpy()
+            segs = _segments(img, n_segments)
+            with contextlib.redirect_stderr(io.StringIO()):  # lime 0.2 always draws a tqdm bar
+                exp = explainer.explain_instance(
+                    img, lambda b: proba(np.transpose(b, (0, 3, 1, 2))), labels=(int(target[i]),),
+                    top_labels=None, hide_color=0.0, num_samples=n, batch_size=bs,
+                    segmentation_fn=lambda im: segs, random_seed=seed)
+            heat = np.zeros(segs.shape)
+            for s, wgt in exp.local_exp[int(target[i])]:
+                heat[segs == s] = wgt
+            out[i, 0] = torch.from_numpy(heat)
+        return out
+    LimeTabularExplainer = _import_quietly("lime.lime_tabular").LimeTabularExplainer
+
+    if background is None:
+        raise ValueError("background: LIME on tables needs training rows (N, d) to learn feature statistics")
+    n = cfg.profile.lime_samples if n_samples is None else int(n_samples)
+    bg = np.asarray(background, dtype=np.float64)
+    explainer = LimeTabularExplainer(bg, feature_names=list(feature_names or range(bg.shape[1])),
+                                     categorical_features=list(categorical or []), discretize_continuous=False,
+                                     random_state=seed)
+    proba = _probabilities(model, 4096)
+    xs = x.detach().cpu().double().numpy()
+    for i in range(x.shape[0]):
+        exp = explainer.explain_instance(xs[i], proba, labels=(int(target[i]),), num_features=bg.shape[1],
+                                         num_samples=n)
+        for j, wgt in exp.as_map()[int(target[i])]:
+            out[i, j] = wgt
+    return out
+
+
+def _kernel_shap(model, x, target, create_graph=False, background=None, n_samples=None, n_segments=50,
+                 seed=None, n_background=None, feature_names=None, categorical=None):
+    shap = _import_quietly("shap")
+
+    cfg = get_config()
+    seed = cfg.seed if seed is None else int(seed)
+    bs = max(cfg.profile.batch_size, 64)
+    proba = _probabilities(model, bs)
+    if x.dim() == 4:
+        n = cfg.profile.lime_image_samples if n_samples is None else int(n_samples)
+        out = torch.zeros(x.shape[0], 1, *x.shape[2:])
+        for i in range(x.shape[0]):  # one image at a time; all coalitions of an image are batched
+            img = x[i].detach().cpu().numpy()
+            segs = _segments(img.transpose(1, 2, 0).astype(np.float64), n_segments)
+            n_seg = int(segs.max()) + 1
+            c = int(target[i])
+
+            def f(z, img=img, segs=segs, c=c):
+                masks = np.asarray(z, dtype=np.float32)[:, segs][:, None]  # (m, 1, H, W) superpixels on/off
+                return proba(img[None] * masks)[:, c]
+
+            np.random.seed(seed)
+            explainer = shap.KernelExplainer(f, np.zeros((1, n_seg)))
+            vals = np.asarray(explainer.shap_values(np.ones((1, n_seg)), nsamples=n, silent=True)).reshape(-1)
+            out[i, 0] = torch.from_numpy(vals[segs])
+        return out
+    n = cfg.profile.shap_samples if n_samples is None else int(n_samples)
+    if background is None:
+        raise ValueError("background: KernelSHAP on tables needs background rows (N, d)")
+    bg = np.asarray(background, dtype=np.float64)
+    k = cfg.profile.shap_background if n_background is None else int(n_background)
+    np.random.seed(seed)
+    summary = shap.kmeans(bg, k) if len(bg) > k else bg
+    proba = _probabilities(model, 1 << 16)
+    out = torch.zeros(x.shape)
+    xs = x.detach().cpu().double().numpy()
+    for c in torch.unique(target).tolist():
+        rows = (target == c).nonzero().view(-1)
+        np.random.seed(seed)
+        explainer = shap.KernelExplainer(lambda a, c=c: proba(a)[:, c], summary)
+        vals = explainer.shap_values(xs[rows.numpy()], nsamples=n, silent=True)
+        out[rows] = torch.as_tensor(np.asarray(vals), dtype=torch.float32).view(len(rows), -1)
+    return out
+
+
+METHODS: dict[str, Method] = {
+    m.name: m for m in [
+        Method("gradient", _gradient, "gradient", True, ("image", "table"), "simonyan2014deep"),
+        Method("grad_x_input", _grad_x_input, "gradient", True, ("image", "table"), "shrikumar2017learning"),
+        Method("smoothgrad", _smoothgrad, "gradient", True, ("image", "table"), "smilkov2017smoothgrad"),
+        Method("integrated_gradients", _integrated_gradients, "gradient", True, ("image", "table"),
+               "sundararajan2017axiomatic"),
+        Method("gradcam", _gradcam, "cam", True, ("image",), "selvaraju2017gradcam"),
+        Method("lrp", _lrp, "lrp", False, ("image", "table"), "bach2015pixel"),
+        Method("lime", _lime, "perturbation", False, ("image", "table"), "ribeiro2016why"),
+        Method("kernel_shap", _kernel_shap, "perturbation", False, ("image", "table"), "lundberg2017unified"),
+    ]
+}
+IMAGE_METHODS = tuple(n for n, m in METHODS.items() if "image" in m.modalities)
+TABULAR_METHODS = tuple(n for n, m in METHODS.items() if "table" in m.modalities)
+
+#: Data-set context that every method accepts; methods that do not need it ignore it, so one
+#: call site can loop over all methods of a table.
+CONTEXT_OPTIONS = frozenset({"background", "feature_names", "categorical"})
+REDUCTIONS = ("abs_sum", "sum")
+NORMALIZATIONS = ("sum", "max", None)
+
+
+def _validate(model, x, target, method, create_graph):
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise ValueError("x must be a floating-point torch.Tensor of shape (B, C, H, W) or (B, d)")
+    if x.dim() not in (2, 4) or x.shape[0] == 0:
+        raise ValueError(f"x must have shape (B, C, H, W) for images or (B, d) for tables, got {tuple(x.shape)}")
+    modality = "image" if x.dim() == 4 else "table"
+    if modality not in METHODS[method].modalities:
+        raise ValueError(f"method {method!r} does not apply to {modality}s; accepted for {modality}s: "
+                         f"{IMAGE_METHODS if modality == 'image' else TABULAR_METHODS}")
+    if create_graph and not METHODS[method].differentiable:
+        raise ValueError(f"create_graph=True is supported for {[n for n, m in METHODS.items() if m.differentiable]}, "
+                         f"not for method {method!r}")
+    dev = next(model.parameters()).device
+    x = x.to(dev)
+    with torch.no_grad():
+        logits = model(x)
+    if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
+        raise ValueError(f"model must map (B, ...) to logits (B, K); got output shape {tuple(logits.shape)}")
+    k = logits.shape[1]
+    if target is None:
+        t = logits.argmax(1)
+    else:
+        t = torch.as_tensor(target, dtype=torch.long, device=dev).reshape(-1)
+        if t.numel() == 1:
+            t = t.expand(x.shape[0])
+        if t.numel() != x.shape[0]:
+            raise ValueError(f"target must be an int or have one entry per sample ({x.shape[0]}), got {t.numel()}")
+        if (t < 0).any() or (t >= k).any():
+            raise ValueError(f"target must be a class index in 0..{k - 1}, got {t.tolist()}")
+    return x, t.contiguous()
+
+
+def postprocess(a: torch.Tensor, image_shape=None, reduce: str = "abs_sum", normalize: str | None = "sum"):
+    """Channel reduction and normalisation shared by every method (see module docstring).
+
+    a: (B, C, H, W) or (B, d) raw attribution → (B, H, W) or (B, d) heatmap
+    """
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+    if a.dim() == 4:
+        h = a.abs().sum(1) if reduce == "abs_sum" else a.sum(1)
+    else:
+        h = a.abs() if reduce == "abs_sum" else a
+    if normalize is not None:
+        dims = tuple(range(1, h.dim()))
+        scale = h.abs().sum(dims, keepdim=True) if normalize == "sum" else h.abs().amax(dims, keepdim=True)
+        h = h / scale.clamp_min(1e-12)
+    return h
+
+
+def attribute(model: nn.Module, x: torch.Tensor, target=None, method: str = "gradient", *,
+              create_graph: bool = False, **options) -> torch.Tensor:
+    """Raw attribution of ``method`` before post-processing: same shape as ``x``
+    (Grad-CAM and superpixel methods: (B, 1, H, W))."""
+    x, t = _validate(model, x, target, method, create_graph)
+    fn = METHODS[method].fn
+    accepted = set(inspect.signature(fn).parameters) - {"model", "x", "target", "create_graph"}
+    unknown = sorted(set(options) - accepted - CONTEXT_OPTIONS)
+    if unknown:
+        raise ValueError(f"option(s) {unknown} are not accepted by method {method!r}; accepted: "
+                         f"{sorted(accepted)} (and {sorted(CONTEXT_OPTIONS)}, which every method takes)")
+    options = {k: v for k, v in options.items() if k in accepted}
+    return fn(model, x, t, create_graph=create_graph, **options)
+
+
+def explain(model: nn.Module, x: torch.Tensor, target=None, method: str = "gradient", *,
+            create_graph: bool = False, reduce: str = "abs_sum", normalize: str | None = "sum",
+            **options) -> torch.Tensor:
+    """Heatmaps of ``model`` at ``x`` for class ``target``.
+
+    model:        nn.Module mapping x to logits (B, K), in eval mode
+    x:            (B, C, H, W) images in [0, 1] or (B, d) table rows
+    target:       None (predicted class), an int, or (B,) class indices in 0..K−1
+    method:       a key of :data:`METHODS`
+    create_graph: keep the graph so the heatmap can be differentiated (gradient family, Grad-CAM)
+    reduce, normalize: post-processing, see module docstring
+    options:      method options (n_samples, n_steps, baseline, layer, composite, background, seed, …)
+    returns:      (B, H, W) for images, (B, d) for tables; on the model's device
+    """
+    a = attribute(model, x, target, method, create_graph=create_graph, **options)
+    if not create_graph:
+        a = a.detach()
+    return postprocess(a, reduce=reduce, normalize=normalize)
+
+
+def explain_many(model: nn.Module, x: torch.Tensor, methods, target=None, *, options: dict | None = None,
+                 **common) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Run several methods on the same batch.
+
+    methods: iterable of method names
+    options: {method: {option: value}} per-method options
+    common:  options for every method (``reduce``, ``normalize``, ``background``, …)
+    returns: ({method: heatmaps on CPU}, {method: wall-clock seconds per sample})
+    """
+    import time
+
+    options = options or {}
+    unknown = sorted(set(options) - set(methods))
+    if unknown:
+        raise ValueError(f"options has entries {unknown} for methods not in methods={list(methods)}")
+    maps, seconds = {}, {}
+    for m in methods:
+        t0 = time.perf_counter()
+        maps[m] = explain(model, x, target, m, **{**common, **options.get(m, {})}).cpu()
+        seconds[m] = (time.perf_counter() - t0) / x.shape[0]
+    return maps, seconds

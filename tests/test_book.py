@@ -1,0 +1,56 @@
+"""The whole book builds in the quick profile, executing every chapter; a failing cell fails it."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+JB = Path(sys.executable).with_name("jupyter-book")
+
+
+def _build(tmp_path, config_changes=None, root=ROOT):
+    cfg = yaml.safe_load((root / "_config.yml").read_text())
+    cfg["execute"]["execute_notebooks"] = "force"  # always execute, never reuse a cache
+    cfg["execute"].pop("cache", None)
+    for k, v in (config_changes or {}).items():
+        cfg[k] = v
+    cfg_file = tmp_path / "_config.yml"
+    cfg_file.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "XAIFOOL_PROFILE": "quick", "XAIFOOL_DEVICE": "cpu"}
+    return subprocess.run([str(JB), "build", str(root), "--path-output", str(tmp_path), "--config", str(cfg_file),
+                           "-W", "-n", "--keep-going"], capture_output=True, text=True, env=env, timeout=1500)
+
+
+@pytest.mark.slow
+def test_book_builds_and_executes_every_chapter(tmp_path, mirror_available):
+    res = _build(tmp_path)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    html = tmp_path / "_build" / "html"
+    assert (html / "index.html").is_file()
+    page = (html / "notebooks" / "01_interpreters.html").read_text()
+    assert "Definition 1" in page and "Exercise" in page
+    # numbers in the prose were glued from executed cells (no leftover roles or errors)
+    assert "{glue" not in page and "Traceback" not in page
+    bib = (html / "book" / "bibliography.html").read_text()
+    assert "Ghorbani" in bib and "Dombrowski" in bib
+
+
+@pytest.mark.slow
+def test_failing_cell_fails_the_build(tmp_path):
+    """nb_execution_raise_on_error must turn a raising cell into a failed build (not a warning)."""
+    src = tmp_path / "src"
+    (src / "notebooks").mkdir(parents=True)
+    shutil.copy(ROOT / "_config.yml", src / "_config.yml")
+    (src / "book").mkdir()
+    shutil.copy(ROOT / "book" / "references.bib", src / "book" / "references.bib")
+    (src / "_toc.yml").write_text("format: jb-book\nroot: notebooks/broken\n")
+    head = (ROOT / "notebooks" / "01_interpreters.md").read_text().split("---", 2)[1]
+    (src / "notebooks" / "broken.md").write_text(
+        f"---{head}---\n# Broken\n\n```{{code-cell}} ipython3\nraise RuntimeError('boom')\n```\n")
+    res = _build(tmp_path / "out", root=src) if (tmp_path / "out").mkdir() is None else None
+    assert res.returncode != 0
+    assert "boom" in res.stdout + res.stderr
