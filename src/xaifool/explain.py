@@ -166,7 +166,9 @@ def _gradcam(model, x, target, create_graph=False, layer=None, upsample="bilinea
     store = {}
     handle = mod.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
     try:
-        xin = x if x.requires_grad or not create_graph else x.detach().requires_grad_(True)
+        # The input always needs a graph, or a frozen model (requires_grad=False) leaves the
+        # hooked activation without one.
+        xin = x if x.requires_grad else x.detach().requires_grad_(True)
         out = model(xin)
     finally:
         handle.remove()
@@ -251,11 +253,12 @@ def _lrp(model, x, target, create_graph=False, composite="epsilon_plus_flat", ep
         net, z = model.net, (x - model.mean) / model.std
     makers = {"epsilon_plus_flat": EpsilonPlusFlat, "epsilon_alpha2_beta1_flat": EpsilonAlpha2Beta1Flat}
     if composite == "epsilon":
-        from zennit.composites import LayerMapComposite
-        from zennit.rules import Epsilon, Pass
-        from zennit.types import Activation, Convolution, Linear
+        from zennit.composites import LayerMapComposite, layer_map_base
+        from zennit.rules import Epsilon
+        from zennit.types import Convolution, Linear
 
-        comp = LayerMapComposite([(Activation, Pass()), (Convolution, Epsilon(epsilon)), (Linear, Epsilon(epsilon))],
+        # layer_map_base gives activations Pass and sums / average pools the Norm rule.
+        comp = LayerMapComposite(layer_map_base() + [(Convolution, Epsilon(epsilon)), (Linear, Epsilon(epsilon))],
                                  canonizers=_lrp_canonizers(net))
     elif composite in makers:
         comp = makers[composite](canonizers=_lrp_canonizers(net))
@@ -264,7 +267,8 @@ def _lrp(model, x, target, create_graph=False, composite="epsilon_plus_flat", ep
                          f"(zennit also knows {sorted(COMPOSITES)})")
     z = z.detach().requires_grad_(True)
     with Gradient(model=net, composite=comp, create_graph=create_graph) as attributor:
-        out, rel = attributor(z, lambda o: F.one_hot(target, o.shape[1]).to(o.dtype))
+        # Start from the target logit itself (one-hot × output), so relevance sums to ≈ f_c(x).
+        out, rel = attributor(z, lambda o: F.one_hot(target, o.shape[1]).to(o.dtype) * o)
     return rel
 
 
@@ -314,7 +318,7 @@ def _lime(model, x, target, create_graph=False, background=None, n_samples=None,
             for s, wgt in exp.local_exp[int(target[i])]:
                 heat[segs == s] = wgt
             out[i, 0] = torch.from_numpy(heat)
-        return out
+        return out.to(x.device)
     LimeTabularExplainer = _import_quietly("lime.lime_tabular").LimeTabularExplainer
 
     if background is None:
@@ -331,7 +335,7 @@ def _lime(model, x, target, create_graph=False, background=None, n_samples=None,
                                          num_samples=n)
         for j, wgt in exp.as_map()[int(target[i])]:
             out[i, j] = wgt
-    return out
+    return out.to(x.device)
 
 
 def _kernel_shap(model, x, target, create_graph=False, background=None, n_samples=None, n_segments=50,
@@ -359,7 +363,7 @@ def _kernel_shap(model, x, target, create_graph=False, background=None, n_sample
             explainer = shap.KernelExplainer(f, np.zeros((1, n_seg)))
             vals = np.asarray(explainer.shap_values(np.ones((1, n_seg)), nsamples=n, silent=True)).reshape(-1)
             out[i, 0] = torch.from_numpy(vals[segs])
-        return out
+        return out.to(x.device)
     n = cfg.profile.shap_samples if n_samples is None else int(n_samples)
     if background is None:
         raise ValueError("background: KernelSHAP on tables needs background rows (N, d)")
@@ -371,12 +375,12 @@ def _kernel_shap(model, x, target, create_graph=False, background=None, n_sample
     out = torch.zeros(x.shape)
     xs = x.detach().cpu().double().numpy()
     for c in torch.unique(target).tolist():
-        rows = (target == c).nonzero().view(-1)
+        rows = (target == c).nonzero().view(-1).cpu()
         np.random.seed(seed)
         explainer = shap.KernelExplainer(lambda a, c=c: proba(a)[:, c], summary)
         vals = explainer.shap_values(xs[rows.numpy()], nsamples=n, silent=True)
-        out[rows] = torch.as_tensor(np.asarray(vals), dtype=torch.float32).view(len(rows), -1)
-    return out
+        out[rows.cpu()] = torch.as_tensor(np.asarray(vals), dtype=torch.float32).view(len(rows), -1)
+    return out.to(x.device)
 
 
 METHODS: dict[str, Method] = {
