@@ -74,3 +74,15 @@ def test_no_data_or_notebook_outputs_tracked():
 
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
     assert not [f for f in tracked if f.endswith((".ipynb", ".pt", ".pth", ".th", ".zip", ".JPEG"))]
+
+
+def test_every_chapter_converts_to_a_classic_notebook(tmp_path):
+    import jupytext
+
+    for md in sorted((ROOT / "notebooks").glob("*.md")):
+        nb = jupytext.read(md)
+        assert nb.metadata["kernelspec"]["name"] == "python3", md
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert code, f"{md.name} has no code cells"
+        jupytext.write(nb, tmp_path / f"{md.stem}.ipynb")
+        assert jupytext.read(tmp_path / f"{md.stem}.ipynb").cells[0].source == nb.cells[0].source
