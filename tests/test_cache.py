@@ -39,3 +39,11 @@ def test_key_depends_on_settings_and_tensor_content():
     assert cache_key("a", {"t": torch.ones(3)}) != cache_key("a", {"t": torch.zeros(3)})
     with pytest.raises(ValueError, match="settings"):
         cache_key("a", {"f": object()})
+
+
+def test_key_depends_on_package_code(monkeypatch):
+    from xaifool import cache
+
+    before = cache_key("a", {"x": 1})
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: "different code")
+    assert cache_key("a", {"x": 1}) != before

@@ -2,7 +2,8 @@
 
 ``cached(name, settings, compute)`` returns ``compute()``'s value, stored at
 ``<cache_dir>/<name>/<key>.pt`` where ``key`` hashes ``name``, the JSON of ``settings`` and
-the package version. Writes go to a temporary file in the same folder and are moved into
+the source code of the package (every ``.py`` file of ``xaifool``), so a change to the code
+that computes an artefact can never be answered with a stale one. Writes go to a temporary file in the same folder and are moved into
 place with :func:`os.replace`, so a crash never leaves a half-written entry. Entries are
 read with ``torch.load(weights_only=True)``: values must be tensors, numbers, strings,
 lists/tuples/dicts of those (a ``state_dict`` qualifies).
@@ -13,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,7 +23,7 @@ import torch
 from . import __version__
 from .config import get_config
 
-__all__ = ["cache_key", "cache_path", "cached", "atomic_save"]
+__all__ = ["code_fingerprint", "cache_key", "cache_path", "cached", "atomic_save"]
 
 
 def _jsonable(obj: Any) -> Any:
@@ -40,13 +42,24 @@ def _jsonable(obj: Any) -> Any:
                      "str, int, float, bool, None, list, tuple, dict, Path, torch.Tensor")
 
 
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """sha256 over the package's Python sources (path and content), computed once per process."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256(__version__.encode())
+    for p in sorted(root.rglob("*.py")):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
 def cache_key(name: str, settings: dict) -> str:
-    """Hex digest identifying ``(name, settings, package version)``."""
+    """Hex digest identifying ``(name, settings, package code)``."""
     if not isinstance(name, str) or not name or "/" in name:
         raise ValueError(f"name must be a non-empty string without '/', got {name!r}")
     if not isinstance(settings, dict):
         raise ValueError(f"settings must be a dict, got {type(settings).__name__}")
-    blob = json.dumps({"name": name, "settings": _jsonable(settings), "version": __version__}, sort_keys=True)
+    blob = json.dumps({"name": name, "settings": _jsonable(settings), "code": code_fingerprint()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 

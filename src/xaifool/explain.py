@@ -507,10 +507,14 @@ def explain_many(model: nn.Module, x: torch.Tensor, methods, target=None, *, opt
     import time
 
     options = options or {}
+    methods = list(methods)
     unknown = sorted(set(options) - set(methods))
     if unknown:
         raise ValueError(f"options has entries {unknown} for methods not in methods={list(methods)}")
     maps, seconds = {}, {}
+    # One untimed gradient call first, so that one-off start-up costs (thread pools, kernel
+    # selection) are not charged to whichever method happens to run first.
+    explain(model, x[:1], None if target is None else torch.as_tensor(target).reshape(-1)[:1], "gradient")
     for m in methods:
         t0 = time.perf_counter()
         maps[m] = explain(model, x, target, m, **{**common, **options.get(m, {})}).cpu()
