@@ -59,6 +59,26 @@ class Profile:
     #: Images used to report a classifier's accuracy (ImageNet samples / CIFAR-10 test).
     n_accuracy_imagenet: int
     n_accuracy_cifar: int
+    # --- input-manipulation attacks (fields with defaults = quick values; FULL overrides) ---
+    #: Correctly classified CIFAR-10 images attacked, and ImageNet images in before/after figures.
+    attack_n_cifar: int = 16
+    attack_n_imagenet: int = 2
+    #: Signed-gradient steps of the Ghorbani attacks (CIFAR-10 / ImageNet) and of Dombrowski's.
+    attack_iters: int = 12
+    attack_iters_imagenet: int = 6
+    dombrowski_iters: int = 60
+    #: Images per device batch in the attacks.
+    attack_batch_size: int = 32
+    #: IG steps / SmoothGrad samples inside attacked explanations (cost × this per step).
+    attack_ig_steps: int = 4
+    attack_smoothgrad_samples: int = 4
+    # --- end input-manipulation attacks ---
+    # --- tabular attacks (fields with defaults = quick values; FULL overrides) ---
+    #: Training rows whose LIME / KernelSHAP queries train Slack et al.'s out-of-distribution detector.
+    scaffold_detector_rows: int = 40
+    #: Fine-tuning epochs of Dimanov et al.'s concealment (4 mini-batches per epoch).
+    concealment_epochs: int = 40
+    # --- end tabular attacks ---
 
 
 QUICK = Profile(
@@ -97,6 +117,20 @@ FULL = Profile(
     n_timing_images=16,
     n_accuracy_imagenet=1000,
     n_accuracy_cifar=10000,
+    # --- FULL: input-manipulation attacks ---
+    attack_n_cifar=256,
+    attack_n_imagenet=8,
+    attack_iters=50,
+    attack_iters_imagenet=30,
+    dombrowski_iters=300,
+    attack_batch_size=128,
+    attack_ig_steps=16,
+    attack_smoothgrad_samples=16,
+    # --- FULL: end input-manipulation attacks ---
+    # --- FULL: tabular attacks ---
+    scaffold_detector_rows=400,
+    concealment_epochs=150,
+    # --- FULL: end tabular attacks ---
 )
 
 

@@ -136,3 +136,133 @@ def agreement_matrix(pairs: pd.DataFrame, values=("spearman", "topk_intersection
         ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------------------
+# Manipulation chapters (input level)
+# --------------------------------------------------------------------------------------
+
+def manipulation_grid(columns: dict, *, row_titles=None, width: float = 1.45, perturbation_gain: float = 0.0,
+                      quantiles: dict | None = None):
+    """One row per sample, one column per entry of ``columns``.
+
+    columns: {title: tensor}; (B, 3, H, W) entries are drawn as images, (B, H, W) entries as
+             heatmaps (clipped at their 99th percentile, like :func:`heatmap_grid`)
+    row_titles: B strings drawn left of each row
+    perturbation_gain: > 0 draws 3-channel entries whose title starts with "δ" as
+             0.5 + gain·δ (a visible perturbation)
+    quantiles: {title: q} colour-scale clipping quantile per heatmap column (default 0.99;
+             1.0 scales each map to its maximum)
+    """
+    quantiles = quantiles or {}
+    names = list(columns)
+    b = next(iter(columns.values())).shape[0]
+    fig, axes = plt.subplots(b, len(names), figsize=(width * len(names), width * b + 0.35), squeeze=False)
+    for j, n in enumerate(names):
+        t = columns[n].detach().cpu()
+        if t.shape[0] != b:
+            raise ValueError(f"columns[{n!r}] has {t.shape[0]} rows, expected {b}")
+        for i in range(b):
+            ax = axes[i, j]
+            if t.dim() == 4 and perturbation_gain > 0 and n.startswith("δ"):
+                ax.imshow(_img(0.5 + perturbation_gain * t[i]))
+            elif t.dim() == 4:
+                ax.imshow(_img(t[i]))
+            else:
+                ax.imshow(_clip_map(t[i], quantiles.get(n, 0.99)), cmap=HEATMAP_CMAP)
+            if i == 0:
+                ax.set_title(n, fontsize=8)
+            if j == 0 and row_titles is not None:
+                ax.set_ylabel(row_titles[i], fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+        for s in ax.spines.values():
+            s.set_visible(False)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+def attack_curves(frame: pd.DataFrame, *, metrics=("topk", "spearman"), labels=None):
+    """Ghorbani-style curves: a metric (mean ± standard error) against ε, one line per attack.
+
+    frame: long table with columns ``method``, ``attack``, ``eps255`` and one column per metric
+           (one row per sample); one panel per (metric, method)
+    """
+    methods = list(dict.fromkeys(frame.method))
+    labels = labels or {}
+    fig, axes = plt.subplots(len(metrics), len(methods), figsize=(3.0 * len(methods), 2.4 * len(metrics)),
+                             squeeze=False, sharex=True)
+    palette = dict(zip(["random", "topk", "center", "region", "target"], sns.color_palette("colorblind", 5)))
+    for i, metric in enumerate(metrics):
+        for j, method in enumerate(methods):
+            ax = axes[i, j]
+            sub = frame[frame.method == method]
+            for attack, g in sub.groupby("attack", sort=False):
+                stats = g.groupby("eps255")[metric].agg(["mean", "sem"]).reset_index()
+                ax.errorbar(stats.eps255, stats["mean"], yerr=stats["sem"].fillna(0), marker="o", ms=3.5,
+                            capsize=2, lw=1.2, color=palette.get(attack), label=labels.get(attack, attack))
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted(sub.eps255.unique()))
+            ax.set_xticklabels([f"{e:g}" for e in sorted(sub.eps255.unique())])
+            ax.set_ylim(-0.05 if metric == "topk" else min(-0.05, float(sub[metric].min()) - 0.05), 1.02)
+            if i == 0:
+                ax.set_title(METHOD_LABELS.get(method, method))
+            if i == len(metrics) - 1:
+                ax.set_xlabel("ε (× 1/255)")
+            if j == 0:
+                ax.set_ylabel({"topk": "top-k intersection", "spearman": "Spearman ρ"}.get(metric, metric))
+            sns.despine(ax=ax)
+    axes[0, -1].legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def pipeline_diagram(level: str = "input"):
+    """The review's two manipulation pipelines, drawn with boxes and arrows.
+
+    level: ``"input"`` (the image is perturbed, the model is fixed) or ``"model"`` (the model is
+           fine-tuned with a fooling loss, the inputs are untouched)
+    """
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    if level not in ("input", "model"):
+        raise ValueError(f"level must be 'input' or 'model', got {level!r}")
+    fig, ax = plt.subplots(figsize=(7.2, 2.4))
+    ax.set_xlim(0, 10), ax.set_ylim(0.35, 3.3), ax.axis("off")
+    red, blue, grey = "#d55e00", "#0072b2", "#555555"
+
+    def box(x, y, text, color, w=1.7, h=0.8):
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.05", fc="white",
+                                    ec=color, lw=1.6))
+        ax.text(x, y, text, ha="center", va="center", fontsize=8, color="black")
+
+    def arrow(a, b, color=grey, style="-|>", ls="-"):
+        ax.add_patch(FancyArrowPatch(a, b, arrowstyle=style, mutation_scale=12, color=color, lw=1.3, ls=ls))
+
+    if level == "input":
+        box(0.9, 2.2, "input $x$", grey, w=1.3)
+        box(3.0, 2.2, "perturb\n$x_{adv}=x+\\delta$\n$\\|\\delta\\|_\\infty\\leq\\varepsilon$", red, w=2.0, h=1.1)
+        box(5.4, 2.2, "model $N$\n(fixed $\\omega$)", blue)
+        box(7.7, 2.8, "prediction\n$y$ unchanged", grey, w=1.9, h=0.7)
+        box(7.7, 1.5, "explanation\n$h(x_{adv})\\neq h(x)$", red, w=1.9, h=0.8)
+        arrow((1.55, 2.2), (2.0, 2.2)), arrow((4.0, 2.2), (4.55, 2.2))
+        arrow((6.25, 2.4), (6.75, 2.75)), arrow((6.25, 2.0), (6.75, 1.6))
+        arrow((7.7, 1.05), (3.0, 1.05), color=red, ls="--")
+        arrow((3.0, 1.05), (3.0, 1.6), color=red, ls="--")
+        ax.text(5.3, 0.8, "gradient of the fooling loss w.r.t. $x$ (one image at a time)", ha="center",
+                fontsize=7.5, color=red)
+    else:
+        box(0.9, 2.2, "data $\\mathcal{D}$\n(unchanged)", grey, w=1.5)
+        box(3.3, 2.2, "model $N$\n$\\omega_0\\to\\omega$", red, w=1.9)
+        box(5.9, 2.8, "prediction\n$y$ unchanged", grey, w=1.9, h=0.7)
+        box(5.9, 1.5, "explanation\n$h_\\omega(x)\\neq h_{\\omega_0}(x)$", red, w=2.1, h=0.8)
+        box(8.7, 2.2, "$\\mathcal{L}=\\mathcal{L}_{CE}+\\lambda\\mathcal{L}_{F}$", red, w=2.2)
+        arrow((1.65, 2.2), (2.35, 2.2)), arrow((4.25, 2.4), (4.95, 2.75)), arrow((4.25, 2.0), (4.85, 1.6))
+        arrow((6.85, 2.8), (7.6, 2.35)), arrow((6.95, 1.5), (7.6, 2.05))
+        arrow((8.7, 1.75), (8.7, 0.9), color=red, ls="--", style="-")
+        arrow((8.7, 0.9), (3.3, 0.9), color=red, ls="--", style="-")
+        arrow((3.3, 0.9), (3.3, 1.75), color=red, ls="--")
+        ax.text(6.0, 0.6, "fine-tune the weights on a fooling loss (once, for every input)", ha="center",
+                fontsize=7.5, color=red)
+    fig.tight_layout(pad=0.2)
+    return fig

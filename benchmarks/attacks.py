@@ -1,0 +1,130 @@
+"""Input attacks: throughput of one attack step, batched vs a per-image Python loop.
+
+One step of the top-k attack of Ghorbani et al. (2019) on the gradient map: the Softplus
+surrogate's heatmap with ``create_graph=True``, the loss, its gradient w.r.t. the input
+(double backpropagation), the signed step with the exact ℓ∞ projection, and the original
+network's forward pass and heatmap at the new iterate (the label check and the objective of the
+keep-the-best rule) — exactly the body of the loop in ``xaifool.attacks.input``.
+
+Measured for the CIFAR-10 ResNet-20 at 32 px and the ImageNet MobileNetV2 at 224 px, on the
+configured device (``XAIFOOL_DEVICE``; a GPU when present). Reports images × iterations per
+second and the ratio batched / loop; writes ``benchmarks/results/attacks-<device>.json``.
+Needs only torch/torchvision and the xaifool package (random images if no data mirror).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from xaifool import describe, get_config, models
+from xaifool.attacks import input as A
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def make_step(model, surrogate, method="gradient", epsilon=8 / 255, alpha=1 / 255, k_frac=0.02):
+    """A function ``step(x_t, x0, label, mask)`` doing one attack iteration on a batch."""
+
+    def step(xt, x0, label, mask):
+        xg = xt.detach().requires_grad_(True)
+        hs = A._heatmap(surrogate, xg, label, method, {}, True)
+        loss = (hs.flatten(1) * mask).sum(1)
+        (grad,) = torch.autograd.grad(loss.sum(), xg)
+        x_new = A.project(xt - alpha * grad.sign(), x0, epsilon)
+        with torch.no_grad():
+            logits = model(x_new)
+        h = A._heatmap(model, x_new, label, method, {}, False)
+        return x_new, (h.flatten(1) * mask).sum(1), logits
+
+    return step
+
+
+def bench_model(name, model, x, repeats):
+    dev = next(model.parameters()).device
+    x = x.to(dev)
+    surrogate = models.smooth(model, A.DEFAULT_BETA)
+    for p in surrogate.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        label = model(x).argmax(1)
+    h0 = A._heatmap(model, x, label, "gradient", {}, False)
+    k = A.default_k(x.shape[-2:])
+    mask = torch.zeros_like(h0.flatten(1)).scatter_(1, h0.flatten(1).topk(k, 1).indices, 1.0)
+    step = make_step(model, surrogate)
+    n = x.shape[0]
+
+    def batched():
+        step(x, x, label, mask)
+
+    def loop():
+        for i in range(n):  # the per-image loop the attacks avoid
+            step(x[i:i + 1], x[i:i + 1], label[i:i + 1], mask[i:i + 1])
+
+    out = {}
+    for tag, fn in (("batched", batched), ("loop", loop)):
+        fn()  # warm-up
+        _sync(dev)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            _sync(dev)
+            times.append(time.perf_counter() - t0)
+        best = min(times)
+        out[tag] = {"seconds_per_step": best, "img_iter_per_s": n / best, "all_seconds": times}
+    out["ratio"] = out["batched"]["img_iter_per_s"] / out["loop"]["img_iter_per_s"]
+    out.update(model=name, batch=n, size=int(x.shape[-1]), method="gradient", attack="topk")
+    print(f"{name:>12} {n:3d} × {x.shape[-1]} px: batched {out['batched']['img_iter_per_s']:8.1f} img·it/s, "
+          f"loop {out['loop']['img_iter_per_s']:8.1f} img·it/s, ratio {out['ratio']:.1f}×")
+    return out
+
+
+def _images(kind, n):
+    try:
+        from xaifool import data
+
+        if kind == "cifar":
+            return data.load_cifar10("test", n).x
+        return data.load_imagenet_samples(n).x
+    except Exception as err:  # no data mirror (e.g. on a bare GPU machine): timing needs no real images
+        print(f"({kind}: {type(err).__name__}; using random images)")
+        g = torch.Generator().manual_seed(0)
+        return torch.rand(n, 3, *((32, 32) if kind == "cifar" else (224, 224)), generator=g)
+
+
+def main():
+    cfg = get_config()
+    dev = cfg.device
+    print(describe())
+    load_before = os.getloadavg()[0]  # other processes on the machine distort CPU timings
+    torch.manual_seed(cfg.seed)
+    gpu = dev.type == "cuda"
+    runs = [bench_model("resnet20", models.load_cifar_resnet(20), _images("cifar", 128 if gpu else 32),
+                        repeats=5 if gpu else 3)]
+    runs.append(bench_model("mobilenet_v2", models.load_imagenet_classifier(),
+                            _images("imagenet", 32 if gpu else 4), repeats=5 if gpu else 2))
+    name = torch.cuda.get_device_name(dev) if gpu else platform.processor() or platform.machine()
+    record = {"benchmark": "attacks", "device": str(dev), "device_name": name, "threads": torch.get_num_threads(),
+              "torch": torch.__version__, "profile": cfg.profile.name, "cpu_count": os.cpu_count(),
+              "load_average_1min_before": load_before, "load_average_1min_after": os.getloadavg()[0],
+              "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": runs}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"attacks-{dev.type}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(path)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

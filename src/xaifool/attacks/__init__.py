@@ -1,0 +1,1 @@
+"""Attacks on explanations: ``input`` (Ghorbani, Dombrowski), ``tabular`` (Slack, Dimanov)."""

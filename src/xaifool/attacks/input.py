@@ -1,0 +1,597 @@
+r"""Input-level manipulations of explanations (Definition 2 of the review).
+
+Every attack here looks for a perturbed image :math:`x_{adv}` with
+
+1. :math:`\lVert x_{adv} - x \rVert_\infty \le \varepsilon` (checked exactly on the float32 result),
+2. :math:`x_{adv} \in [0, 1]^d` (the valid pixel range),
+3. the *original* network's predicted label unchanged,
+
+whose explanation :math:`h(x_{adv})` differs from :math:`h(x)` as much as possible (or, for the
+targeted attacks, resembles a chosen target).
+
+Attacks
+-------
+``random``  random-sign baseline of Ghorbani et al. (2019): :math:`x + \varepsilon\,\mathrm{sign}(u)`,
+            :math:`u \sim \mathcal{N}(0, I)`.
+``topk``    Ghorbani's top-k attack: minimise the saliency mass on the original top-k pixels.
+``center``  Ghorbani's centre-of-mass attack: push the saliency centre away from the original one.
+``region``  Ghorbani's targeted attack: maximise the saliency mass inside a chosen region.
+``target``  Dombrowski et al. (2019): make :math:`h(x_{adv})` match a target map :math:`h_t`, with
+            loss :math:`d\,\lVert h(x_{adv}) - h_t \rVert^2 + \gamma\,\lVert g(x_{adv}) - g(x)\rVert^2 / K`
+            (maps normalised to sum 1, :math:`d` pixels, :math:`K` logits :math:`g`).
+
+The iterative attacks take signed-gradient steps
+:math:`x \leftarrow \Pi_{\varepsilon}(x - \alpha\,\mathrm{sign}\,\nabla_x L)` and, after every step,
+evaluate the **original** network on the whole batch: each sample keeps the iterate with the
+best objective (measured on the original network's explanation) among those that still carry
+its original label — the rule of Ghorbani et al. Samples for which no iterate improved keep
+:math:`x` itself, so every returned sample satisfies Definition 2 by construction.
+
+The gradient of a saliency map of a ReLU network with respect to its input is piecewise
+constant, so its derivative vanishes almost everywhere. Like both papers, the attack therefore
+differentiates a copy of the network with every ReLU replaced by Softplus(β)
+(:func:`xaifool.models.smooth`); labels, heatmaps and metrics are always reported on the
+original network.
+
+Everything is batched: one tensor of images per step on the model's device (split only into
+chunks of ``batch_size`` images), never a Python loop over images.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, fields
+from numbers import Integral, Real
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from .. import explain as E
+from .. import metrics as M
+from ..cache import cached
+from ..config import get_config
+from ..models import smooth
+
+__all__ = ["ATTACKS", "ATTACK_METHODS", "AttackResult", "random_sign", "ghorbani_attack", "dombrowski_attack",
+           "run_attack", "cached_attack", "transfer", "project", "default_k", "default_step_size"]
+
+ATTACKS = ("random", "topk", "center", "region", "target")
+#: Interpreters the input attacks differentiate through. LRP is not among them: zennit's rules
+#: recompute each layer inside backward hooks, and the second derivative obtained with
+#: ``create_graph=True`` disagrees with finite differences (checked on the Softplus ResNet-20),
+#: so LRP is only measured by :func:`transfer` (an attack on another interpreter, LRP read off).
+ATTACK_METHODS = ("gradient", "grad_x_input", "integrated_gradients", "smoothgrad", "gradcam")
+GHORBANI_KINDS = ("topk", "center", "region")
+DEFAULT_BETA = 30.0
+UPDATES = ("sign", "normalized")
+
+
+# --------------------------------------------------------------------------------------
+# Result
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class AttackResult:
+    """What an input attack returns (all tensors on the CPU).
+
+    x, x_adv:              (B, C, H, W) original and manipulated images
+    label:                 (B,) the original network's prediction at ``x``
+    heatmap, heatmap_adv:  (B, H, W) explanations of ``label`` by the *original* network
+    logits, logits_adv:    (B, K) the original network's logits at ``x`` and ``x_adv``
+    loss:                  (n_iter, B) the attack loss on the Softplus surrogate at each iterate
+                           (empty for ``random``)
+    objective:             (n_iter + 1, B) the same objective on the original network's
+                           explanation at each iterate (row 0: at ``x``; lower is better)
+    success:               (B,) True where a label-keeping iterate improved the objective
+                           (``random``: where the label is kept)
+    target_map:            (B, H, W) the target of ``target`` / region of ``region`` (else empty)
+    seconds:               wall-clock time of the whole attack
+    """
+
+    attack: str
+    method: str
+    epsilon: float
+    x: torch.Tensor
+    x_adv: torch.Tensor
+    label: torch.Tensor
+    heatmap: torch.Tensor
+    heatmap_adv: torch.Tensor
+    logits: torch.Tensor
+    logits_adv: torch.Tensor
+    loss: torch.Tensor
+    objective: torch.Tensor
+    success: torch.Tensor
+    target_map: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+    seconds: float = 0.0
+    settings: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    # ---- Definition 2 ----------------------------------------------------------------
+    @property
+    def delta_linf(self) -> torch.Tensor:
+        """(B,) ‖x_adv − x‖∞ per sample."""
+        return (self.x_adv - self.x).flatten(1).abs().amax(1)
+
+    @property
+    def label_kept(self) -> torch.Tensor:
+        """(B,) bool: the original network still predicts ``label`` at ``x_adv``."""
+        return self.logits_adv.argmax(1) == self.label
+
+    @property
+    def confidence(self) -> torch.Tensor:
+        """(B,) softmax probability of ``label`` at ``x``."""
+        return self.logits.softmax(1).gather(1, self.label.view(-1, 1)).view(-1)
+
+    @property
+    def confidence_adv(self) -> torch.Tensor:
+        """(B,) softmax probability of ``label`` at ``x_adv``."""
+        return self.logits_adv.softmax(1).gather(1, self.label.view(-1, 1)).view(-1)
+
+    def definition2(self) -> dict:
+        """Summary of the three conditions of Definition 2 over the batch."""
+        return {
+            "max_linf_over_eps": float(self.delta_linf.max() / self.epsilon),
+            "in_range": bool((self.x_adv >= 0).all() and (self.x_adv <= 1).all()),
+            "label_kept": float(self.label_kept.float().mean()),
+            "success": float(self.success.float().mean()),
+            "confidence_change": float((self.confidence_adv - self.confidence).mean()),
+        }
+
+    def similarity(self, k: int | None = None) -> dict[str, torch.Tensor]:
+        """(B,) similarity of ``heatmap_adv`` to ``heatmap`` under every metric of the book."""
+        a, b = self.heatmap, self.heatmap_adv
+        k = int(self.settings.get("k") or default_k(a.shape[-2:])) if k is None else int(k)
+        return {
+            "topk": M.topk_intersection(a, b, k),
+            "spearman": M.spearman(a, b),
+            "pearson": M.pearson(a, b),
+            "ssim": M.ssim(a, b),
+            "mse": M.mse(a, b),
+            "com_distance": M.center_of_mass_distance(a, b),
+        }
+
+    # ---- cache round trip --------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AttackResult":
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+
+# --------------------------------------------------------------------------------------
+# Checks and helpers
+# --------------------------------------------------------------------------------------
+
+def default_k(hw) -> int:
+    """Top-k size: 1000 pixels at 224 × 224 as in Ghorbani et al. (2019), ~2 % of the pixels."""
+    return max(1, round(1000 * (hw[0] * hw[1]) / (224 * 224)))
+
+
+def default_step_size(epsilon: float, n_iter: int) -> float:
+    """α = max(2.5 ε / n_iter, ε / 10): the iterates can cross the ε-ball within the budget."""
+    return max(2.5 * epsilon / n_iter, epsilon / 10)
+
+
+def _check_images(x) -> None:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 4 or x.shape[0] == 0:
+        raise ValueError("x must be a non-empty floating-point tensor of images (B, C, H, W), got "
+                         f"{type(x).__name__} {tuple(x.shape) if isinstance(x, torch.Tensor) else ''}")
+    if torch.isnan(x).any() or x.min() < 0 or x.max() > 1:
+        raise ValueError(f"x must hold pixels in the valid range [0, 1]; got values in "
+                         f"[{float(x.min()):.4g}, {float(x.max()):.4g}]")
+
+
+def _check_epsilon(epsilon) -> float:
+    if isinstance(epsilon, bool) or not isinstance(epsilon, Real) or not 0 < float(epsilon) < 1:
+        raise ValueError(f"epsilon must be a number in (0, 1) (pixels are in [0, 1]; e.g. 8/255), got {epsilon!r}")
+    return float(epsilon)
+
+
+def _check_method(method) -> str:
+    if method not in ATTACK_METHODS:
+        raise ValueError(f"method must be one of {ATTACK_METHODS}, got {method!r}")
+    return method
+
+
+def _check_int(value, name, lo, hi=None) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < lo or (hi is not None and value > hi):
+        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name} must be an int in {rng}, got {value!r}")
+    return int(value)
+
+
+def _check_positive(value, name) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real) or not float(value) > 0:
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def _check_map(m, name, b, hw) -> torch.Tensor:
+    if not isinstance(m, torch.Tensor) or not m.is_floating_point() and m.dtype != torch.bool:
+        raise ValueError(f"{name} must be a tensor of shape ({b}, {hw[0]}, {hw[1]}) or {tuple(hw)}, got "
+                         f"{type(m).__name__}")
+    if tuple(m.shape) == tuple(hw):
+        m = m.unsqueeze(0).expand(b, *hw)
+    if tuple(m.shape) != (b, *hw):
+        raise ValueError(f"{name} must have shape ({b}, {hw[0]}, {hw[1]}) or {tuple(hw)} (one map per image, "
+                         f"the image's pixel grid), got {tuple(m.shape)}")
+    if torch.isnan(m.float()).any():
+        raise ValueError(f"{name} must not contain NaN")
+    return m.float()
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def project(x_new: torch.Tensor, x: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """Projection onto {‖x' − x‖∞ ≤ ε} ∩ [0, 1], exact on the float32 result.
+
+    After clamping, any entry whose difference to ``x`` exceeds ε in exact arithmetic (a
+    float32 rounding of x ± ε) is replaced by the float32 point nearest to x ± ε on x's side.
+    """
+    out = torch.maximum(torch.minimum(x_new, x + epsilon), x - epsilon).clamp(0, 1)
+    d = out.double() - x.double()
+    over = d.abs() > epsilon
+    if over.any():
+        # the boundary point x ± ε, rounded to float32 towards x (nearest, then one ulp inwards)
+        edge = (x.double() + d.sign() * epsilon).to(out.dtype)
+        edge = torch.where((edge.double() - x.double()).abs() > epsilon, torch.nextafter(edge, x), edge)
+        out = torch.where(over, edge, out)
+        if ((out.double() - x.double()).abs() > epsilon).any() or out.min() < 0 or out.max() > 1:
+            raise AssertionError("projection failed")  # pragma: no cover
+    return out
+
+
+def _heatmap(model, x, label, method, options, create_graph):
+    """Heatmaps (B, H, W) with the book's post-processing; differentiable if ``create_graph``."""
+    a = E.METHODS[method].fn(model, x, label, create_graph=create_graph, **options)
+    if not create_graph:
+        a = a.detach()
+    return E.postprocess(a)
+
+
+def _prepare(model, x, method, options):
+    """Validate, move to the device, the original label and heatmaps (no graph)."""
+    _check_images(x)
+    _check_method(method)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    options = dict(options or {})
+    E.attribute(model, x[:1].to(_device(model)), None, method, **options)  # explain's checks of the options
+    return options
+
+
+def _progress(progress, total, desc):
+    disable = None if progress is None else not progress
+    return tqdm(total=total, desc=desc, disable=disable, leave=False)
+
+
+def _chunks(n: int, batch_size: int | None):
+    bs = n if batch_size is None else _check_int(batch_size, "batch_size", 1)
+    return [slice(i, min(n, i + bs)) for i in range(0, n, bs)]
+
+
+# --------------------------------------------------------------------------------------
+# Random-sign baseline
+# --------------------------------------------------------------------------------------
+
+def random_sign(model: nn.Module, x: torch.Tensor, method: str = "gradient", *, epsilon: float,
+                seed: int | None = None, options: dict | None = None, batch_size: int | None = None,
+                progress: bool | None = None) -> AttackResult:
+    """Random-sign perturbation x + ε·sign(u), u ~ N(0, I), projected onto Definition 2's box.
+
+    The baseline of Ghorbani et al. (2019): how much does noise of the same ℓ∞ size move the
+    explanation? ``success`` marks the samples whose label the noise keeps.
+    """
+    epsilon = _check_epsilon(epsilon)
+    options = _prepare(model, x, method, options)
+    seed = get_config().seed if seed is None else int(seed)
+    dev = _device(model)
+    g = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    parts = []
+    chunks = _chunks(x.shape[0], batch_size)
+    bar = _progress(progress, len(chunks), f"random sign ({method})")
+    for sl in chunks:
+        xb = x[sl].to(dev)
+        u = torch.randn(xb.shape, generator=g).sign().to(dev)
+        xa = project(xb + epsilon * u, xb, epsilon)
+        with torch.no_grad():
+            lb = model(xb).argmax(1)
+            la, lo = model(xa), model(xb)
+        h0 = _heatmap(model, xb, lb, method, options, False)
+        ha = _heatmap(model, xa, lb, method, options, False)
+        parts.append(dict(x=xb, x_adv=xa, label=lb, heatmap=h0, heatmap_adv=ha, logits=lo, logits_adv=la,
+                          success=la.argmax(1) == lb))
+        bar.update(1)
+    bar.close()
+    cat = {k: torch.cat([p[k] for p in parts]).detach().cpu() for k in parts[0]}
+    return AttackResult(attack="random", method=method, epsilon=epsilon, loss=torch.empty(0, len(x)),
+                        objective=torch.empty(0, len(x)), seconds=time.perf_counter() - t0,
+                        settings=dict(seed=seed, options=options), **cat)
+
+
+# --------------------------------------------------------------------------------------
+# Iterative attacks (Ghorbani, Dombrowski)
+# --------------------------------------------------------------------------------------
+
+def _objective(kind, h, logits, ref):
+    """Per-sample objective (lower is better) of an attack on heatmaps ``h`` (B, H, W)."""
+    if kind == "topk":
+        return (h.flatten(1) * ref["mask"]).sum(1)
+    if kind == "center":
+        return -torch.linalg.vector_norm(M._center_of_mass(h) - ref["com"], dim=1)
+    if kind == "region":
+        return -(h * ref["region"]).flatten(1).sum(1)
+    if kind == "target":
+        d = h[0].numel()
+        out = d * (h - ref["target"]).flatten(1).pow(2).sum(1)
+        return out + ref["gamma"] * (logits - ref["logits"]).pow(2).mean(1)
+    raise ValueError(f"attack must be one of {GHORBANI_KINDS + ('target',)}, got {kind!r}")
+
+
+def _iterative(model, x, method, kind, *, epsilon, n_iter, step_size, beta, options, batch_size, progress,
+               ref_maps=None, gamma=0.0, k=None, update="sign", extra_settings=None) -> AttackResult:
+    dev = _device(model)
+    surrogate = smooth(model, beta)
+    for p in surrogate.parameters():
+        p.requires_grad_(False)
+    alpha = default_step_size(epsilon, n_iter) if step_size is None else _check_positive(step_size, "step_size")
+    chunks = _chunks(x.shape[0], batch_size)
+    bar = _progress(progress, n_iter * len(chunks), f"{kind} attack ({method})")
+    t0 = time.perf_counter()
+    parts = []
+    for sl in chunks:
+        x0 = x[sl].to(dev)
+        with torch.no_grad():
+            logits0 = model(x0)
+        lab = logits0.argmax(1)
+        h0 = _heatmap(model, x0, lab, method, options, False)
+        ref = {"logits": logits0, "gamma": gamma}
+        if kind == "topk":
+            idx = h0.flatten(1).topk(k, dim=1).indices
+            ref["mask"] = torch.zeros_like(h0.flatten(1)).scatter_(1, idx, 1.0)
+        elif kind == "center":
+            ref["com"] = M._center_of_mass(h0)
+        elif kind == "region":
+            ref["region"] = ref_maps[sl].to(dev)
+        elif kind == "target":
+            ref["target"] = ref_maps[sl].to(dev)
+        obj0 = _objective(kind, h0, logits0, ref)
+        best_x, best_obj, best_h, best_logits = x0.clone(), obj0.clone(), h0.clone(), logits0.clone()
+        objective, losses = [obj0], []
+        xt = x0
+        for _ in range(n_iter):
+            xg = xt.detach().requires_grad_(True)
+            hs = _heatmap(surrogate, xg, lab, method, options, True)
+            ls = surrogate(xg) if kind == "target" else None
+            loss = _objective(kind, hs, ls, ref)
+            (grad,) = torch.autograd.grad(loss.sum(), xg)
+            losses.append(loss.detach())
+            if update == "sign":
+                direction = grad.sign()
+            else:  # gradient scaled per sample so that its largest entry is 1
+                direction = grad / grad.flatten(1).abs().amax(1).clamp_min(1e-30).view(-1, 1, 1, 1)
+            xt = project(xt - alpha * direction, x0, epsilon)
+            with torch.no_grad():
+                lt = model(xt)
+            ht = _heatmap(model, xt, lab, method, options, False)
+            ot = _objective(kind, ht, lt, ref)
+            better = (lt.argmax(1) == lab) & (ot < best_obj)
+            best_x[better], best_obj[better], best_h[better], best_logits[better] = xt[better], ot[better], \
+                ht[better], lt[better]
+            objective.append(ot)
+            bar.update(1)
+        parts.append(dict(x=x0, x_adv=best_x, label=lab, heatmap=h0, heatmap_adv=best_h, logits=logits0,
+                          logits_adv=best_logits, success=best_obj < obj0, loss=torch.stack(losses, 0),
+                          objective=torch.stack(objective, 0)))
+    bar.close()
+    cat = {key: torch.cat([p[key] for p in parts], dim=1 if key in ("loss", "objective") else 0).detach().cpu()
+           for key in parts[0]}
+    settings = dict(n_iter=n_iter, step_size=alpha, beta=beta, options=options, k=k, gamma=gamma, update=update,
+                    **(extra_settings or {}))
+    return AttackResult(attack=kind, method=method, epsilon=epsilon, seconds=time.perf_counter() - t0,
+                        target_map=torch.empty(0) if ref_maps is None else ref_maps.detach().cpu(),
+                        settings=settings, **cat)
+
+
+def ghorbani_attack(model: nn.Module, x: torch.Tensor, method: str = "gradient", attack: str = "topk", *,
+                    epsilon: float, n_iter: int = 20, step_size: float | None = None, k: int | None = None,
+                    region: torch.Tensor | None = None, beta: float = DEFAULT_BETA, options: dict | None = None,
+                    update: str = "sign", batch_size: int | None = None,
+                    progress: bool | None = None) -> AttackResult:
+    """Iterative attacks of Ghorbani et al. (2019) on the explanation of ``model``'s prediction.
+
+    model:     the original (ReLU) network, eval mode, inputs in [0, 1]
+    x:         (B, C, H, W) images in [0, 1]
+    method:    an interpreter of :data:`ATTACK_METHODS`
+    attack:    ``"topk"`` (mass out of the original top-k pixels), ``"center"`` (move the centre
+               of mass) or ``"region"`` (mass into ``region``)
+    epsilon:   ℓ∞ budget in (0, 1), e.g. 8/255
+    n_iter:    signed-gradient steps; step_size: α (default :func:`default_step_size`)
+    k:         top-k size in 1..H·W (default :func:`default_k`); region: (H, W) or (B, H, W) mask
+    beta:      Softplus β of the surrogate that is differentiated
+    update:    ``"sign"`` (α·sign ∇, Ghorbani) or ``"normalized"`` (α·∇/‖∇‖∞ per sample)
+    options:   interpreter options (``n_steps``, ``n_samples``, …), used for attack and evaluation
+    batch_size: images per device batch (default: all at once)
+    progress:  tqdm bar (None: only on a terminal)
+    """
+    if attack not in GHORBANI_KINDS:
+        raise ValueError(f"attack must be one of {GHORBANI_KINDS}, got {attack!r}")
+    epsilon = _check_epsilon(epsilon)
+    n_iter = _check_int(n_iter, "n_iter", 1)
+    beta = _check_positive(beta, "beta")
+    options = _prepare(model, x, method, options)
+    hw = tuple(x.shape[-2:])
+    if attack == "topk":
+        k = default_k(hw) if k is None else _check_int(k, "k", 1, hw[0] * hw[1])
+    elif k is not None:
+        k = _check_int(k, "k", 1, hw[0] * hw[1])
+    ref = None
+    if attack == "region":
+        if region is None:
+            raise ValueError("region must be given for attack='region': a (H, W) or (B, H, W) mask in [0, 1]")
+        ref = _check_map(region, "region", x.shape[0], hw)
+        if ref.min() < 0 or ref.max() > 1:
+            raise ValueError("region must be a mask with values in [0, 1]")
+    if update not in UPDATES:
+        raise ValueError(f"update must be one of {UPDATES}, got {update!r}")
+    return _iterative(model, x, method, attack, epsilon=epsilon, n_iter=n_iter, step_size=step_size, beta=beta,
+                      options=options, batch_size=batch_size, progress=progress, ref_maps=ref, k=k, update=update)
+
+
+def dombrowski_attack(model: nn.Module, x: torch.Tensor, target_map: torch.Tensor, method: str = "gradient", *,
+                      epsilon: float, n_iter: int = 50, step_size: float | None = None, gamma: float = 1.0,
+                      beta: float = DEFAULT_BETA, options: dict | None = None, update: str = "normalized",
+                      batch_size: int | None = None, progress: bool | None = None) -> AttackResult:
+    """Target-map attack of Dombrowski et al. (2019): h(x_adv) ≈ ``target_map``, output ≈ g(x).
+
+    target_map: (B, H, W) heatmaps to imitate (e.g. the explanations of other images); they are
+                normalised to sum 1 like every heatmap of the book
+    gamma:      weight γ ≥ 0 of the output term ‖g(x_adv) − g(x)‖² / K
+    update:     ``"normalized"`` (default, α·∇/‖∇‖∞: pixels with a small gradient barely move, which
+                matters when matching a whole map) or ``"sign"``; step_size default ε/8
+    The other arguments are those of :func:`ghorbani_attack`.
+    """
+    epsilon = _check_epsilon(epsilon)
+    n_iter = _check_int(n_iter, "n_iter", 1)
+    beta = _check_positive(beta, "beta")
+    if isinstance(gamma, bool) or not isinstance(gamma, Real) or not float(gamma) >= 0:
+        raise ValueError(f"gamma must be a number >= 0, got {gamma!r}")
+    options = _prepare(model, x, method, options)
+    tm = _check_map(target_map, "target_map", x.shape[0], tuple(x.shape[-2:]))
+    tm = tm.abs() / tm.abs().flatten(1).sum(1).clamp_min(1e-12).view(-1, 1, 1)
+    if update not in UPDATES:
+        raise ValueError(f"update must be one of {UPDATES}, got {update!r}")
+    step_size = epsilon / 8 if step_size is None else step_size
+    return _iterative(model, x, method, "target", epsilon=epsilon, n_iter=n_iter, step_size=step_size, beta=beta,
+                      options=options, batch_size=batch_size, progress=progress, ref_maps=tm, gamma=float(gamma),
+                      update=update)
+
+
+def run_attack(model: nn.Module, x: torch.Tensor, attack: str, method: str = "gradient", **kwargs) -> AttackResult:
+    """Dispatch on ``attack`` (one of :data:`ATTACKS`) to the functions above.
+
+    ``batch_size`` defaults to the profile's ``attack_batch_size`` (images per device batch)."""
+    kwargs.setdefault("batch_size", get_config().profile.attack_batch_size)
+    if attack == "random":
+        return random_sign(model, x, method, **kwargs)
+    if attack in GHORBANI_KINDS:
+        return ghorbani_attack(model, x, method, attack, **kwargs)
+    if attack == "target":
+        return dombrowski_attack(model, x, kwargs.pop("target_map", None), method, **kwargs)
+    raise ValueError(f"attack must be one of {ATTACKS}, got {attack!r}")
+
+
+def cached_attack(model_key: str, model: nn.Module, x: torch.Tensor, attack: str, method: str = "gradient",
+                  **kwargs) -> AttackResult:
+    """:func:`run_attack` through the on-disk cache, keyed by ``model_key``, the images and every setting.
+
+    Two chapters that ask for the same attack with the same settings share one cached result.
+    ``progress`` and ``batch_size`` (samples are attacked independently) do not enter the key.
+    """
+    if not isinstance(model_key, str) or not model_key:
+        raise ValueError(f"model_key must be a non-empty string naming the model, got {model_key!r}")
+    if attack not in ATTACKS:
+        raise ValueError(f"attack must be one of {ATTACKS}, got {attack!r}")
+    settings = {"model": model_key, "x": x, "attack": attack, "method": method, "seed": get_config().seed,
+                **{k: v for k, v in kwargs.items() if k not in ("progress", "batch_size")}}
+    d = cached("input-attack", settings, lambda: run_attack(model, x, attack, method, **kwargs).to_dict())
+    return AttackResult.from_dict(d)
+
+
+def transfer(model: nn.Module, result: AttackResult, methods, *, k: int | None = None,
+             options: dict | None = None) -> dict[str, dict[str, torch.Tensor]]:
+    """Transferability: how much an attack on ``result.method`` moves *other* interpreters.
+
+    Explains ``result.label`` at ``result.x`` and ``result.x_adv`` with every interpreter in
+    ``methods`` (any image method of :data:`xaifool.explain.METHODS`, LRP included), batched,
+    on the original ``model``; returns {method: {"topk", "spearman": (B,)}}.
+    options: {method: {option: value}} per-interpreter options.
+    """
+    options = options or {}
+    bad = [m for m in methods if m not in E.IMAGE_METHODS]
+    if bad:
+        raise ValueError(f"methods must be image interpreters {E.IMAGE_METHODS}, got {bad}")
+    k = int(result.settings.get("k") or default_k(result.x.shape[-2:])) if k is None else int(k)
+    dev = _device(model)
+    out = {}
+    label = result.label.to(dev)
+    for m in methods:
+        # x and x_adv in two calls of the same shape, so that SmoothGrad draws the same noise for both
+        a = E.explain(model, result.x.to(dev), label, m, **options.get(m, {})).detach().cpu()
+        b = E.explain(model, result.x_adv.to(dev), label, m, **options.get(m, {})).detach().cpu()
+        out[m] = {"topk": M.topk_intersection(a, b, k), "spearman": M.spearman(a, b)}
+    return out
+
+
+def attack_grid(model_key: str, model: nn.Module, x: torch.Tensor, *, attacks, methods, epsilons,
+                n_iter: int, options: dict | None = None, progress: bool | None = None,
+                **kwargs) -> dict[tuple[str, str, float], AttackResult]:
+    """Every (attack, method, ε) combination through :func:`cached_attack`.
+
+    attacks:  subset of ``("random", "topk", "center")``; methods: subset of :data:`ATTACK_METHODS`
+    epsilons: ε values in units of 1/255 (e.g. ``(1, 2, 4, 8)``)
+    options:  {method: {option: value}} interpreter options per method
+    returns:  {(attack, method, ε·255): AttackResult}; chapters that call this with the same
+              arguments share the cached results
+    """
+    bad = [a for a in attacks if a not in ("random", "topk", "center")]
+    if bad:
+        raise ValueError(f"attacks must be among ('random', 'topk', 'center'), got {bad}")
+    options = options or {}
+    out = {}
+    for method in methods:
+        for e in epsilons:
+            for attack in attacks:
+                extra = {} if attack == "random" else {"n_iter": int(n_iter), **kwargs}
+                out[(attack, method, float(e))] = cached_attack(
+                    model_key, model, x, attack, method, epsilon=float(e) / 255, options=options.get(method),
+                    progress=progress, **extra)
+    return out
+
+
+def summarize(results: dict, k: int | None = None):
+    """Long table (pandas), one row per image and result: attack, method, eps255, image, the
+    similarity metrics of :meth:`AttackResult.similarity`, label kept, success, confidence change."""
+    import pandas as pd
+
+    rows = []
+    for key, r in results.items():
+        attack, method, eps = key if isinstance(key, tuple) else (r.attack, r.method, r.epsilon * 255)
+        sim = r.similarity(k)
+        frame = pd.DataFrame({m: v.numpy() for m, v in sim.items()})
+        frame.insert(0, "image", range(len(r)))
+        frame.insert(0, "eps255", float(eps))
+        frame.insert(0, "method", method)
+        frame.insert(0, "attack", attack)
+        frame["label_kept"] = r.label_kept.numpy()
+        frame["success"] = r.success.numpy()
+        frame["confidence_change"] = (r.confidence_adv - r.confidence).numpy()
+        frame["linf_over_eps"] = (r.delta_linf / r.epsilon).numpy()
+        frame["seconds_per_image"] = r.seconds / len(r)
+        rows.append(frame)
+    return pd.concat(rows, ignore_index=True)
+
+
+def correct_subset(model: nn.Module, images, n: int):
+    """The first ``n`` images of an :class:`~xaifool.data.ImageBatch` that ``model`` classifies
+    correctly, taken round-robin over the classes (one of each class, then a second of each, …)
+    so that a small attacked set is not dominated by the first class of the file."""
+    from ..models import predict
+
+    n = _check_int(n, "n", 1)
+    ok = (predict(model, images.x).argmax(1) == images.y).nonzero().view(-1)
+    if len(ok) < n:
+        raise ValueError(f"n: only {len(ok)} of {len(images)} images are classified correctly, asked for {n}")
+    y = images.y[ok]
+    rank = torch.zeros_like(y)
+    for c in y.unique():  # position of each image within its class (a loop over classes, not images)
+        idx = (y == c).nonzero().view(-1)
+        rank[idx] = torch.arange(len(idx))
+    order = torch.argsort(rank * (int(y.max()) + 1) + y, stable=True)
+    return images.subset(ok[order[:n]])
