@@ -255,6 +255,14 @@ def train_tabular_model(ds: TabularDataset, kind: str = "mlp", *, epochs: int | 
                     X=torch.from_numpy(ds.X_train), y=torch.from_numpy(ds.y_train))
 
     def train():
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # tiny nets: a second thread only spin-waits on a busy 2-core machine
+        try:
+            return _train()
+        finally:
+            torch.set_num_threads(threads)
+
+    def _train():
         torch.manual_seed(seed)
         net = _tabular_net(kind, d, hidden)
         X = torch.from_numpy(ds.X_train)
