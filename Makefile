@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 book: $(STAMP)
-	XAIFOOL_PROFILE=$(PROFILE) $(VENV)/bin/jupyter-book build . --path-output . -W -n --keep-going
+	XAIFOOL_PROFILE=$(PROFILE) $(VENV)/bin/jupyter-book build . --all --path-output . -W -n --keep-going
 	@echo "Open _build/html/index.html"
 
 test: $(STAMP)
