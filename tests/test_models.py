@@ -1,5 +1,4 @@
 """Pretrained models reach the accuracy the MANIFEST states; derived weights match; helpers behave."""
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn

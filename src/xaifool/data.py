@@ -14,7 +14,6 @@ See ``../shared/data/MANIFEST.md`` (or the book's data appendix) for sources and
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import zipfile

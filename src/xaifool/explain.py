@@ -59,7 +59,7 @@ class Method:
     citation: str
 
 
-def _import_quietly(name: str):
+def import_quietly(name: str):
     """Import ``shap`` / ``lime`` without their import-time warnings (tqdm's IProgress notice)."""
     import importlib
     import warnings
@@ -120,7 +120,7 @@ def _smoothgrad(model, x, target, create_graph=False, n_samples=None, noise_leve
 def _integrated_gradients(model, x, target, create_graph=False, n_steps=None, baseline=None,
                           method="gausslegendre", chunk=None):
     """(x − x₀) ⊙ ∫₀¹ ∂f_c/∂x(x₀ + α(x − x₀)) dα, with captum's quadrature (default Gauss–Legendre)."""
-    approximation_parameters = _import_quietly("captum.attr._utils.approximation_methods").approximation_parameters
+    approximation_parameters = import_quietly("captum.attr._utils.approximation_methods").approximation_parameters
 
     cfg = get_config()
     n = cfg.profile.ig_steps if n_steps is None else int(n_steps)
@@ -301,7 +301,7 @@ def _lime(model, x, target, create_graph=False, background=None, n_samples=None,
     bs = max(cfg.profile.batch_size, 64)
     out = torch.zeros(x.shape[0], 1, *x.shape[2:]) if x.dim() == 4 else torch.zeros(x.shape)
     if x.dim() == 4:
-        lime_image = _import_quietly("lime.lime_image")
+        lime_image = import_quietly("lime.lime_image")
 
         n = cfg.profile.lime_image_samples if n_samples is None else int(n_samples)
         explainer = lime_image.LimeImageExplainer(random_state=seed)
@@ -319,7 +319,7 @@ def _lime(model, x, target, create_graph=False, background=None, n_samples=None,
                 heat[segs == s] = wgt
             out[i, 0] = torch.from_numpy(heat)
         return out.to(x.device)
-    LimeTabularExplainer = _import_quietly("lime.lime_tabular").LimeTabularExplainer
+    LimeTabularExplainer = import_quietly("lime.lime_tabular").LimeTabularExplainer
 
     if background is None:
         raise ValueError("background: LIME on tables needs training rows (N, d) to learn feature statistics")
@@ -340,7 +340,7 @@ def _lime(model, x, target, create_graph=False, background=None, n_samples=None,
 
 def _kernel_shap(model, x, target, create_graph=False, background=None, n_samples=None, n_segments=50,
                  seed=None, n_background=None, feature_names=None, categorical=None):
-    shap = _import_quietly("shap")
+    shap = import_quietly("shap")
 
     cfg = get_config()
     seed = cfg.seed if seed is None else int(seed)

@@ -17,9 +17,7 @@ from __future__ import annotations
 import copy
 import re
 import warnings
-from functools import partial
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

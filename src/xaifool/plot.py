@@ -36,6 +36,14 @@ def _img(x: torch.Tensor) -> np.ndarray:
     return x.detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy()
 
 
+def _bare(axes) -> None:
+    """Image panels: no ticks, no frame."""
+    for ax in np.asarray(axes).flat:
+        ax.set_xticks([]), ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+
+
 def _clip_map(h: torch.Tensor, q: float = 0.99) -> np.ndarray:
     """Scale a non-negative map to [0, 1], clipping at its q-quantile so a few pixels do not wash it out."""
     h = h.detach().cpu().float()
@@ -74,10 +82,7 @@ def heatmap_grid(images: torch.Tensor, heatmaps: dict, *, titles=None, overlay: 
                 ax.imshow(_clip_map(heatmaps[n][i]), cmap=HEATMAP_CMAP)
             if i == 0:
                 ax.set_title((titles or {}).get(n, METHOD_LABELS.get(n, n)))
-    for ax in axes.flat:
-        ax.set_xticks([]), ax.set_yticks([])
-        for s in ax.spines.values():
-            s.set_visible(False)
+    _bare(axes)
     fig.tight_layout(pad=0.3)
     return fig
 
@@ -174,10 +179,7 @@ def manipulation_grid(columns: dict, *, row_titles=None, width: float = 1.45, pe
                 ax.set_title(n, fontsize=8)
             if j == 0 and row_titles is not None:
                 ax.set_ylabel(row_titles[i], fontsize=7)
-    for ax in axes.flat:
-        ax.set_xticks([]), ax.set_yticks([])
-        for s in ax.spines.values():
-            s.set_visible(False)
+    _bare(axes)
     fig.tight_layout(pad=0.3)
     return fig
 

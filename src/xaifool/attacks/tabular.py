@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from ..cache import cached
 from ..config import get_config
 from ..data import TABULAR_DATASETS, TabularDataset, load_tabular
+from ..explain import import_quietly
 
 __all__ = [
     "SCAFFOLD_EXPLAINERS", "check_dataset", "check_explainer", "dataset_card", "reference_accuracy", "with_unrelated",
@@ -219,14 +220,6 @@ class ScaffoldedClassifier:
 # The explainers under attack
 # --------------------------------------------------------------------------------------
 
-def _quiet_import(name: str):
-    import importlib
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return importlib.import_module(name)
-
-
 def explain_proba(predict_proba, rows: np.ndarray, ds: TabularDataset, explainer: str, *,
                   n_samples: int | None = None, n_background: int | None = None, background: str = "kmeans",
                   seed: int | None = None) -> np.ndarray:
@@ -254,7 +247,7 @@ def explain_proba(predict_proba, rows: np.ndarray, ds: TabularDataset, explainer
     np.random.seed(seed)
     torch.manual_seed(seed)
     if explainer == "lime":
-        LimeTabularExplainer = _quiet_import("lime.lime_tabular").LimeTabularExplainer
+        LimeTabularExplainer = import_quietly("lime.lime_tabular").LimeTabularExplainer
         n = P.lime_samples if n_samples is None else int(n_samples)
         lime = LimeTabularExplainer(bg, feature_names=list(ds.feature_names), categorical_features=list(ds.categorical),
                                     discretize_continuous=False, random_state=seed)
@@ -263,7 +256,7 @@ def explain_proba(predict_proba, rows: np.ndarray, ds: TabularDataset, explainer
             for j, w in exp.as_map()[1]:
                 out[i, j] = w
         return out
-    shap = _quiet_import("shap")
+    shap = import_quietly("shap")
     n = P.shap_samples if n_samples is None else int(n_samples)
     k = P.shap_background if n_background is None else int(n_background)
     if background == "kmeans":
@@ -281,7 +274,7 @@ def explain_proba(predict_proba, rows: np.ndarray, ds: TabularDataset, explainer
 def background_summary(ds: TabularDataset, k: int | None = None) -> np.ndarray:
     """The ``shap.kmeans`` summary KernelSHAP uses as background here: (k, d) centres, each value
     rounded by shap to the nearest value of that column in the data."""
-    shap = _quiet_import("shap")
+    shap = import_quietly("shap")
     k = get_config().profile.shap_background if k is None else int(k)
     np.random.seed(get_config().seed)
     return np.asarray(shap.kmeans(ds.X_train.astype(np.float64), k).data)
