@@ -65,11 +65,18 @@ def test_definition2_holds_exactly(seed, eps, kind):
     # heatmaps before/after are the original model's explanations, normalised to sum 1
     assert torch.allclose(res.heatmap, E.explain(model, x, label, "gradient"), atol=1e-6)
     assert torch.allclose(res.heatmap_adv.sum((1, 2)), torch.ones(len(x)), atol=1e-4)
+    assert torch.allclose(res.heatmap_adv, E.explain(model, res.x_adv, label, "gradient"), atol=1e-6)
     if kind != "random":
         assert res.loss.shape == (4, len(x)) and res.objective.shape == (5, len(x))
-        # the kept iterate is the best label-keeping one: never worse than the start
-        kept_obj = res.objective.min(0).values
-        assert (res.objective[0][res.success] > kept_obj[res.success] - 1e-6).all()
+    if kind == "topk":
+        # recompute the objective of the kept iterate from its heatmap: never worse than the
+        # start, strictly better exactly where success is reported
+        k = res.settings["k"]
+        mask = torch.zeros_like(res.heatmap.flatten(1)).scatter_(1, res.heatmap.flatten(1).topk(k, 1).indices, 1.0)
+        kept = (res.heatmap_adv.flatten(1) * mask).sum(1)
+        assert torch.allclose(kept, (res.heatmap.flatten(1) * mask).sum(1).where(~res.success, kept), atol=1e-6)
+        assert (kept <= res.objective[0] + 1e-6).all()
+        assert (kept[res.success] < res.objective[0][res.success]).all()
 
 
 @pytest.mark.parametrize("method", A.ATTACK_METHODS)
@@ -80,8 +87,9 @@ def test_every_interpreter_can_be_attacked(method):
                             {"n_samples": 2} if method == "smoothgrad" else None, progress=False)
     assert ((res.x_adv - x).abs() <= 8 / 255).all()
     assert torch.isfinite(res.loss).all()
-    # the top-k mass on the original top-k pixels goes down where the attack succeeded
-    assert (res.objective[-1].isfinite()).all()
+    # the top-k mass on the original top-k pixels goes down for some image at some step
+    assert res.objective.isfinite().all()
+    assert (res.objective[1:].min(0).values < res.objective[0]).any()
 
 
 def test_result_round_trip_through_torch_save():

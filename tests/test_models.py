@@ -72,9 +72,20 @@ def test_smooth_relu6_surrogate():
 
 
 def test_tabular_model_trains_and_is_cached(mirror_available, tmp_path, monkeypatch):
+    monkeypatch.setenv("XAIFOOL_CACHE", str(tmp_path))
+    from xaifool import config
+
+    config.get_config.cache_clear()
     ds = data.load_tabular("german")
-    net = models.train_tabular_model(ds, "logreg", epochs=30)
-    again = models.train_tabular_model(ds, "logreg", epochs=30)
+    try:
+        net = models.train_tabular_model(ds, "logreg", epochs=30)
+        assert len(list(tmp_path.rglob("*.pt"))) == 1
+        calls = []
+        monkeypatch.setattr(torch.optim, "Adam", lambda *a, **k: calls.append(1))  # training would fail now
+        again = models.train_tabular_model(ds, "logreg", epochs=30)
+        assert calls == []  # loaded from the cache, not retrained
+    finally:
+        config.get_config.cache_clear()
     for (k, v), (_, w) in zip(net.state_dict().items(), again.state_dict().items()):
         assert torch.equal(v, w), k
     X, y = torch.from_numpy(ds.X_test), torch.from_numpy(ds.y_test)

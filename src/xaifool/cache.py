@@ -35,7 +35,8 @@ def _jsonable(obj: Any) -> Any:
         return obj
     if isinstance(obj, torch.Tensor):
         # Tensors are keyed by content, so equal data gives equal keys.
-        return "tensor:" + hashlib.sha256(obj.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+        t = obj.detach().cpu().contiguous()
+        return f"tensor:{t.dtype}{tuple(t.shape)}:" + hashlib.sha256(t.numpy().tobytes()).hexdigest()
     if isinstance(obj, Path):
         return str(obj)
     raise ValueError(f"settings contain a value of type {type(obj).__name__}; accepted: "

@@ -52,7 +52,7 @@ class Profile:
     shap_background: int
     #: Rows of a tabular test set explained with LIME / KernelSHAP.
     n_tabular_explain: int
-    #: Epochs for the small tabular models.
+    #: Epochs (passes over the training split, 4 mini-batches each) for the small tabular models.
     tabular_epochs: int
     #: Images timed per interpreter in the cost table.
     n_timing_images: int
@@ -94,7 +94,7 @@ QUICK = Profile(
     shap_samples=200,
     shap_background=20,
     n_tabular_explain=20,
-    tabular_epochs=60,
+    tabular_epochs=240,
     n_timing_images=4,
     n_accuracy_imagenet=100,
     n_accuracy_cifar=2000,
@@ -113,7 +113,7 @@ FULL = Profile(
     shap_samples=2000,
     shap_background=100,
     n_tabular_explain=200,
-    tabular_epochs=200,
+    tabular_epochs=800,
     n_timing_images=16,
     n_accuracy_imagenet=1000,
     n_accuracy_cifar=10000,

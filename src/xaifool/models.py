@@ -238,7 +238,8 @@ def train_tabular_model(ds: TabularDataset, kind: str = "mlp", *, epochs: int | 
     """A classifier (2 logits) for a tabular data set, trained with Adam on the full training split.
 
     kind:   ``"logreg"`` (logistic regression) or ``"mlp"`` (two hidden ReLU layers of ``hidden``)
-    epochs: full-batch epochs (default: the profile's ``tabular_epochs``)
+    epochs: passes over the training split, each in 4 shuffled mini-batches (default: the
+            profile's ``tabular_epochs``)
     Cached on disk, keyed by data set, kind and every setting.
     """
     if kind not in TABULAR_KINDS:
@@ -248,6 +249,9 @@ def train_tabular_model(ds: TabularDataset, kind: str = "mlp", *, epochs: int | 
     seed = cfg.seed if seed is None else int(seed)
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if hidden < 1 or not lr > 0 or weight_decay < 0:
+        raise ValueError(f"hidden must be >= 1, lr > 0 and weight_decay >= 0; got hidden={hidden}, lr={lr}, "
+                         f"weight_decay={weight_decay}")
     d = ds.n_features
     settings = dict(data=ds.name, kind=kind, epochs=epochs, hidden=hidden, lr=lr, wd=weight_decay, seed=seed,
                     X=torch.from_numpy(ds.X_train), y=torch.from_numpy(ds.y_train))
@@ -267,7 +271,7 @@ def train_tabular_model(ds: TabularDataset, kind: str = "mlp", *, epochs: int | 
         y = torch.from_numpy(ds.y_train)
         net[0] = Standardize(X.mean(0), X.std(0))
         opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
-        for _ in range(epochs * 4):  # 4 shuffled mini-batches per epoch
+        for _ in range(epochs):  # one epoch = one pass in 4 shuffled mini-batches
             for idx in torch.randperm(len(X)).chunk(4):
                 opt.zero_grad()
                 F.cross_entropy(net(X[idx]), y[idx]).backward()

@@ -38,6 +38,8 @@ chunks of ``batch_size`` images), never a Python loop over images.
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
 import time
 from dataclasses import dataclass, field, fields
 from numbers import Integral, Real
@@ -172,6 +174,7 @@ def default_k(hw) -> int:
 
 def default_step_size(epsilon: float, n_iter: int) -> float:
     """α = max(2.5 ε / n_iter, ε / 10): the iterates can cross the ε-ball within the budget."""
+    n_iter = _check_int(n_iter, "n_iter", 1)
     return max(2.5 * epsilon / n_iter, epsilon / 10)
 
 
@@ -233,6 +236,9 @@ def project(x_new: torch.Tensor, x: torch.Tensor, epsilon: float) -> torch.Tenso
     After clamping, any entry whose difference to ``x`` exceeds ε in exact arithmetic (a
     float32 rounding of x ± ε) is replaced by the float32 point nearest to x ± ε on x's side.
     """
+    if x_new.shape != x.shape:
+        raise ValueError(f"x_new must have the shape of x {tuple(x.shape)}, got {tuple(x_new.shape)}")
+    epsilon = _check_epsilon(epsilon)
     out = torch.maximum(torch.minimum(x_new, x + epsilon), x - epsilon).clamp(0, 1)
     d = out.double() - x.double()
     over = d.abs() > epsilon
@@ -362,6 +368,12 @@ def _iterative(model, x, method, kind, *, epsilon, n_iter, step_size, beta, opti
         elif kind == "target":
             ref["target"] = ref_maps[sl].to(dev)
         obj0 = _objective(kind, h0, logits0, ref)
+        # The surrogate's output term must be anchored at the surrogate's own output at x, or
+        # γ‖g_s(x_adv) − g(x)‖² would pull the surrogate towards the ReLU network's logits.
+        ref_s = ref
+        if kind == "target":
+            with torch.no_grad():
+                ref_s = {**ref, "logits": surrogate(x0)}
         best_x, best_obj, best_h, best_logits = x0.clone(), obj0.clone(), h0.clone(), logits0.clone()
         objective, losses = [obj0], []
         xt = x0
@@ -369,7 +381,7 @@ def _iterative(model, x, method, kind, *, epsilon, n_iter, step_size, beta, opti
             xg = xt.detach().requires_grad_(True)
             hs = _heatmap(surrogate, xg, lab, method, options, True)
             ls = surrogate(xg) if kind == "target" else None
-            loss = _objective(kind, hs, ls, ref)
+            loss = _objective(kind, hs, ls, ref_s)
             (grad,) = torch.autograd.grad(loss.sum(), xg)
             losses.append(loss.detach())
             if update == "sign":
@@ -492,13 +504,25 @@ def cached_attack(model_key: str, model: nn.Module, x: torch.Tensor, attack: str
     """:func:`run_attack` through the on-disk cache, keyed by ``model_key``, the images and every setting.
 
     Two chapters that ask for the same attack with the same settings share one cached result.
-    ``progress`` and ``batch_size`` (samples are attacked independently) do not enter the key.
+    ``progress`` does not enter the key; ``batch_size`` does (SmoothGrad's noise draws depend on
+    how the images are chunked), and so do the model's weights and the device.
     """
     if not isinstance(model_key, str) or not model_key:
         raise ValueError(f"model_key must be a non-empty string naming the model, got {model_key!r}")
     if attack not in ATTACKS:
         raise ValueError(f"attack must be one of {ATTACKS}, got {attack!r}")
-    settings = {"model": model_key, "x": x, "attack": attack, "method": method, "seed": get_config().seed,
+    target = {"random": random_sign, "target": dombrowski_attack}.get(attack, ghorbani_attack)
+    accepted = set(inspect.signature(target).parameters) - {"model", "x", "method", "attack"}
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ValueError(f"option(s) {unknown} are not accepted by the {attack!r} attack; accepted: {sorted(accepted)}")
+    weights = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        weights.update(name.encode())
+        weights.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    settings = {"model": model_key, "weights": weights.hexdigest(), "device": str(_device(model)), "x": x,
+                "attack": attack, "method": method, "seed": get_config().seed,
+                "batch_size": kwargs.get("batch_size") or get_config().profile.batch_size,
                 **{k: v for k, v in kwargs.items() if k not in ("progress", "batch_size")}}
     d = cached("input-attack", settings, lambda: run_attack(model, x, attack, method, **kwargs).to_dict())
     return AttackResult.from_dict(d)
@@ -543,6 +567,10 @@ def attack_grid(model_key: str, model: nn.Module, x: torch.Tensor, *, attacks, m
     bad = [a for a in attacks if a not in ("random", "topk", "center")]
     if bad:
         raise ValueError(f"attacks must be among ('random', 'topk', 'center'), got {bad}")
+    small = [e for e in epsilons if not 0.5 <= float(e) < 255]
+    if small:
+        raise ValueError(f"epsilons are in units of 1/255 and must lie in [0.5, 255), e.g. (1, 2, 4, 8); got {small}")
+    n_iter = _check_int(n_iter, "n_iter", 1)
     options = options or {}
     out = {}
     for method in methods:

@@ -58,6 +58,8 @@ __all__ = [
 #: Explainers the scaffolding attack targets (``"shap"`` is accepted as an alias of ``"kernel_shap"``).
 SCAFFOLD_EXPLAINERS = ("lime", "kernel_shap")
 UNRELATED = "unrelated_1"
+#: The detector's threshold is the out-of-bag P(real) quantile that keeps ≥ 1 − this of real rows.
+DETECTOR_REAL_QUANTILE = 0.03
 #: Weight λ of the gradient penalty in :func:`conceal` (the same in both profiles).
 CONCEALMENT_LAMBDA = 1.0
 
@@ -343,7 +345,7 @@ class OffGridDetector:
 
 
 def train_detector(X_real: np.ndarray, X_fake: np.ndarray, *, seed: int | None = None, max_rows: int = 20000,
-                   n_estimators: int = 100, real_quantile: float = 0.03) -> OffGridDetector:
+                   n_estimators: int = 100, real_quantile: float = DETECTOR_REAL_QUANTILE) -> OffGridDetector:
     """:class:`OffGridDetector` labelling real rows 1 and explainer queries 0 (balanced by subsampling).
 
     The grid is learnt from all of ``X_real``. The decision threshold on P(real) is the
