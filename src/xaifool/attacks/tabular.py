@@ -381,7 +381,8 @@ def build_scaffold(ds: TabularDataset, explainer: str, *, n_rows: int | None = N
     """Slack et al.'s adversarial classifier for ``ds`` (which must carry the ``unrelated_1`` column).
 
     n_rows: training rows whose explainer queries train the detector (default
-            ``profile.scaffold_detector_rows``); every training row serves as a real example.
+            ``profile.scaffold_detector_rows``); real examples are drawn from all training rows
+            (subsampled to as many as there are queries, see :func:`train_detector`).
     """
     explainer = check_explainer(explainer)
     if UNRELATED not in ds.feature_names:
