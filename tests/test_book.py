@@ -51,6 +51,7 @@ def test_failing_cell_fails_the_build(tmp_path):
     head = (ROOT / "notebooks" / "01_interpreters.md").read_text().split("---", 2)[1]
     (src / "notebooks" / "broken.md").write_text(
         f"---{head}---\n# Broken\n\n```{{code-cell}} ipython3\nraise RuntimeError('boom')\n```\n")
-    res = _build(tmp_path / "out", root=src) if (tmp_path / "out").mkdir() is None else None
+    (tmp_path / "out").mkdir()
+    res = _build(tmp_path / "out", root=src)
     assert res.returncode != 0
     assert "boom" in res.stdout + res.stderr
