@@ -190,6 +190,34 @@ def test_integrated_gradients_is_exact_for_linear_model():
     assert attribute(model, x, t, "integrated_gradients", n_steps=3, baseline=x).abs().max() == 0
 
 
+def test_integrated_gradients_baseline_shapes():
+    """A number, x's shape, one sample's shape (the same baseline for every sample) or any shape
+    broadcasting to x's give the same map as the explicit (B, C, H, W) baseline."""
+    model = _tiny_cnn(c=2, dtype=torch.float64)
+    torch.manual_seed(6)
+    x, x0 = torch.rand(3, 2, 5, 5, dtype=torch.float64), torch.rand(2, 5, 5, dtype=torch.float64)
+    full = attribute(model, x, 1, "integrated_gradients", n_steps=4, baseline=x0.expand_as(x).clone())
+    for b in (x0, x0.unsqueeze(0)):
+        torch.testing.assert_close(attribute(model, x, 1, "integrated_gradients", n_steps=4, baseline=b), full)
+    half = attribute(model, x, 1, "integrated_gradients", n_steps=4, baseline=torch.full_like(x, 0.5))
+    for b in (0.5, torch.tensor(0.5), torch.full((2, 1, 1), 0.5, dtype=torch.float64)):
+        torch.testing.assert_close(attribute(model, x, 1, "integrated_gradients", n_steps=4, baseline=b), half)
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 5, 5), (4, 2, 5, 5), (2, 5, 4), (3, 5, 5), (1, 3, 2, 5, 5), (10,)])
+def test_integrated_gradients_baseline_of_wrong_shape(shape):
+    model = _tiny_cnn(c=2)
+    x = torch.rand(3, 2, 5, 5)
+    with pytest.raises(ValueError, match=r"^baseline must be .*\(3, 2, 5, 5\).*\(2, 5, 5\)") as info:
+        attribute(model, x, 1, "integrated_gradients", n_steps=2, baseline=torch.zeros(shape))
+    assert f"got shape {shape}" in str(info.value)
+    table = _mlp(d=5)
+    with pytest.raises(ValueError, match=r"^baseline must be .*\(5,\)"):
+        attribute(table, torch.randn(3, 5), 1, "integrated_gradients", n_steps=2, baseline=torch.zeros(4))
+    with pytest.raises(ValueError, match="^baseline must be"):
+        attribute(table, torch.randn(3, 5), 1, "integrated_gradients", n_steps=2, baseline="zeros")
+
+
 def test_integrated_gradients_chunking_does_not_change_result():
     model = _mlp(d=5, dtype=torch.float64)
     torch.manual_seed(5)

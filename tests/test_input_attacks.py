@@ -1,5 +1,6 @@
 """Input manipulations (xaifool.attacks.input): Definition 2 holds exactly, the attacks beat noise."""
 import io
+import re
 
 import pytest
 import torch
@@ -180,6 +181,60 @@ def test_bad_numeric_settings(name, value):
             A.dombrowski_attack(tiny_model(), x, torch.rand(2, 12, 12), epsilon=0.1, gamma=value, progress=False)
         else:
             A.ghorbani_attack(tiny_model(), x, epsilon=0.1, progress=False, **{name: value})
+
+
+@pytest.mark.parametrize("rows", [[1], [0, 1]])
+def test_target_map_with_all_zero_rows(rows):
+    """An all-zero target row cannot be normalised to sum 1: named, with the offending rows."""
+    tm = torch.rand(2, 12, 12)
+    tm[rows] = 0.0
+    with pytest.raises(ValueError, match=rf"^target_map .*rows {re.escape(str(rows))} are all zero"):
+        A.dombrowski_attack(tiny_model(), images(0, 2), tm, epsilon=0.1, n_iter=1, progress=False)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), 3e38])
+def test_target_map_with_infinite_rows(value):
+    tm = torch.rand(2, 12, 12)
+    tm[1, :, :4] = value  # inf itself, or finite entries whose sum overflows float32
+    with pytest.raises(ValueError, match=r"^target_map must hold finite values.*rows \[1\]"):
+        A.dombrowski_attack(tiny_model(), images(0, 2), tm, epsilon=0.1, n_iter=1, progress=False)
+
+
+def test_transfer_takes_one_name_or_a_non_empty_sequence_of_names():
+    model, x = tiny_model(), images(0, 2)
+    res = A.random_sign(model, x, epsilon=4 / 255, progress=False)
+    # a single name is one interpreter, not a sequence of letters
+    out = A.transfer(model, res, "lrp")
+    assert set(out) == {"lrp"} and out["lrp"]["topk"].shape == (2,)
+    assert set(A.transfer(model, res, ("gradient",))) == {"gradient"}
+    for bad in ([], (), [None], ["gradient", 3], 3):
+        with pytest.raises(ValueError, match="^methods must") as info:
+            A.transfer(model, res, bad)
+        assert "gradient" in str(info.value)  # the accepted names are listed
+
+
+@pytest.mark.parametrize("kind", ["random", "topk", "target"])
+def test_fresh_result_records_threads_and_device(kind, tmp_path, monkeypatch):
+    """``seconds`` is only comparable with the CPU thread count and device it was measured with."""
+    import dataclasses
+
+    from xaifool import cache
+    from xaifool.config import get_config
+
+    monkeypatch.setattr(cache, "get_config", lambda: dataclasses.replace(get_config(), cache_dir=tmp_path))
+    model, x = tiny_model(), images(0, 2)
+    res = run(kind, model, x, 4 / 255)
+    assert res.settings["threads"] == torch.get_num_threads() >= 1
+    assert res.settings["device"] == "cpu"
+    kwargs = {"epsilon": 4 / 255, "progress": False}
+    if kind != "random":
+        kwargs["n_iter"] = 1
+    if kind == "target":
+        kwargs["target_map"] = torch.rand(2, 12, 12)
+    fresh = A.cached_attack("tiny", model, x, kind, **kwargs)
+    assert fresh.settings["threads"] == torch.get_num_threads() and fresh.settings["device"] == "cpu"
+    assert list(tmp_path.rglob("*.pt"))  # computed, not read from the book's cache
+    assert A.cached_attack("tiny", model, x, kind, **kwargs).settings == fresh.settings  # kept in the cache
 
 
 # ------------------------------------------------- the attacks beat noise on the book's model

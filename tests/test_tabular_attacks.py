@@ -170,3 +170,14 @@ def test_bad_input_raises_value_error_naming_the_argument(mirror_available):
         T.build_scaffold(load_tabular("german"), "lime")
     with pytest.raises(ValueError, match="^strength must be"):
         T.biased_labels(ds, 1.5)
+
+
+@pytest.mark.parametrize("arg, value", [("lr", 0.0), ("lr", -1e-3), ("lr", float("nan")),
+                                        ("epochs", 0), ("epochs", -2), ("epochs", 1.5),
+                                        ("n_batches", 0), ("n_batches", -1),
+                                        ("lam", -0.5), ("lam", float("nan"))])
+def test_conceal_rejects_bad_training_settings(mirror_available, arg, value):
+    """Concealment's fine-tuning settings: lr > 0, epochs and n_batches ints >= 1, lam >= 0."""
+    accepted = {"lr": "a number > 0", "epochs": "an int >= 1", "n_batches": "an int >= 1", "lam": "a number >= 0"}[arg]
+    with pytest.raises(ValueError, match=rf"^{arg} must be {accepted}\b"):
+        T.conceal("german", **{arg: value})

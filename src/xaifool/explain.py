@@ -117,6 +117,24 @@ def _smoothgrad(model, x, target, create_graph=False, n_samples=None, noise_leve
     return total / n
 
 
+def _ig_baseline(baseline, x: torch.Tensor) -> torch.Tensor:
+    """The baseline x₀ expanded to x's shape: a number, a tensor of x's shape, of one sample's shape
+    ``x.shape[1:]`` (the same baseline for every sample), or any other shape that broadcasts to x's."""
+    accepted = (f"a number, a tensor of x's shape {tuple(x.shape)} or of one sample's shape {tuple(x.shape[1:])} "
+                "(or any shape that broadcasts to x's)")
+    try:
+        x0 = torch.as_tensor(baseline, dtype=x.dtype, device=x.device)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"baseline must be {accepted}, got {type(baseline).__name__}") from None
+    try:
+        fits = torch.broadcast_shapes(x0.shape, x.shape) == x.shape
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(f"baseline must be {accepted}, got shape {tuple(x0.shape)}")
+    return x0.expand_as(x)
+
+
 def _integrated_gradients(model, x, target, create_graph=False, n_steps=None, baseline=None,
                           method="gausslegendre", chunk=None):
     """(x − x₀) ⊙ ∫₀¹ ∂f_c/∂x(x₀ + α(x − x₀)) dα, with captum's quadrature (default Gauss–Legendre)."""
@@ -126,9 +144,7 @@ def _integrated_gradients(model, x, target, create_graph=False, n_steps=None, ba
     n = cfg.profile.ig_steps if n_steps is None else int(n_steps)
     if n < 1:
         raise ValueError(f"n_steps must be >= 1, got {n}")
-    x0 = torch.zeros_like(x) if baseline is None else torch.as_tensor(baseline, dtype=x.dtype, device=x.device)
-    if x0.shape != x.shape:
-        x0 = x0.expand_as(x)
+    x0 = torch.zeros_like(x) if baseline is None else _ig_baseline(baseline, x)
     step_sizes, alphas = approximation_parameters(method)
     w, a = step_sizes(n), alphas(n)
     chunk = chunk or max(1, cfg.profile.batch_size // max(1, x.shape[0]))

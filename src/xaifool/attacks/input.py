@@ -87,7 +87,8 @@ class AttackResult:
     success:               (B,) True where a label-keeping iterate improved the objective
                            (``random``: where the label is kept)
     target_map:            (B, H, W) the target of ``target`` / region of ``region`` (else empty)
-    seconds:               wall-clock time of the whole attack
+    seconds:               wall-clock time of the whole attack, measured with
+                           ``settings["threads"]`` torch CPU threads on ``settings["device"]``
     """
 
     attack: str
@@ -276,6 +277,11 @@ def _progress(progress, total, desc):
     return tqdm(total=total, desc=desc, disable=disable, leave=False)
 
 
+def _timing_context(dev) -> dict:
+    """Where ``seconds`` was measured: torch's intra-op CPU threads and the device."""
+    return {"threads": torch.get_num_threads(), "device": str(dev)}
+
+
 def _chunks(n: int, batch_size: int | None):
     bs = n if batch_size is None else _check_int(batch_size, "batch_size", 1)
     return [slice(i, min(n, i + bs)) for i in range(0, n, bs)]
@@ -318,7 +324,7 @@ def random_sign(model: nn.Module, x: torch.Tensor, method: str = "gradient", *, 
     cat = {k: torch.cat([p[k] for p in parts]).detach().cpu() for k in parts[0]}
     return AttackResult(attack="random", method=method, epsilon=epsilon, loss=torch.empty(0, len(x)),
                         objective=torch.empty(0, len(x)), seconds=time.perf_counter() - t0,
-                        settings=dict(seed=seed, options=options), **cat)
+                        settings=dict(seed=seed, options=options, **_timing_context(dev)), **cat)
 
 
 # --------------------------------------------------------------------------------------
@@ -405,7 +411,7 @@ def _iterative(model, x, method, kind, *, epsilon, n_iter, step_size, beta, opti
     cat = {key: torch.cat([p[key] for p in parts], dim=1 if key in ("loss", "objective") else 0).detach().cpu()
            for key in parts[0]}
     settings = dict(n_iter=n_iter, step_size=alpha, beta=beta, options=options, k=k, gamma=gamma, update=update,
-                    **(extra_settings or {}))
+                    **_timing_context(dev), **(extra_settings or {}))
     return AttackResult(attack=kind, method=method, epsilon=epsilon, seconds=time.perf_counter() - t0,
                         target_map=torch.empty(0) if ref_maps is None else ref_maps.detach().cpu(),
                         settings=settings, **cat)
@@ -475,8 +481,17 @@ def dombrowski_attack(model: nn.Module, x: torch.Tensor, target_map: torch.Tenso
     if isinstance(gamma, bool) or not isinstance(gamma, Real) or not float(gamma) >= 0:
         raise ValueError(f"gamma must be a number >= 0, got {gamma!r}")
     options = _prepare(model, x, method, options)
-    tm = _check_map(target_map, "target_map", x.shape[0], tuple(x.shape[-2:]))
-    tm = tm.abs() / tm.abs().flatten(1).sum(1).clamp_min(1e-12).view(-1, 1, 1)
+    tm = _check_map(target_map, "target_map", x.shape[0], tuple(x.shape[-2:])).abs()
+    mass = tm.flatten(1).sum(1)
+    bad = (~torch.isfinite(mass)).nonzero().view(-1).tolist()
+    if bad:
+        raise ValueError(f"target_map must hold finite values (each map is normalised to sum 1); rows {bad} "
+                         "hold inf or overflow when summed")
+    zero = (mass == 0).nonzero().view(-1).tolist()
+    if zero:
+        raise ValueError(f"target_map must have a non-zero entry in every row (each map is normalised to sum 1); "
+                         f"rows {zero} are all zero")
+    tm = tm / mass.view(-1, 1, 1)
     if update not in UPDATES:
         raise ValueError(f"update must be one of {UPDATES}, got {update!r}")
     step_size = epsilon / 8 if step_size is None else step_size
@@ -535,9 +550,23 @@ def transfer(model: nn.Module, result: AttackResult, methods, *, k: int | None =
     Explains ``result.label`` at ``result.x`` and ``result.x_adv`` with every interpreter in
     ``methods`` (any image method of :data:`xaifool.explain.METHODS`, LRP included), batched,
     on the original ``model``; returns {method: {"topk", "spearman": (B,)}}.
-    options: {method: {option: value}} per-interpreter options.
+    methods: one name or a sequence of names; options: {method: {option: value}} per-interpreter options.
     """
     options = options or {}
+    if isinstance(methods, str):
+        methods = (methods,)  # one interpreter, not its letters
+    try:
+        methods = tuple(methods)
+    except TypeError:
+        raise ValueError(f"methods must be a method name or a sequence of names from {E.IMAGE_METHODS}, "
+                         f"got {type(methods).__name__}") from None
+    if not methods:
+        raise ValueError(f"methods must name at least one image interpreter of {E.IMAGE_METHODS}, got an empty "
+                         "sequence")
+    not_str = [m for m in methods if not isinstance(m, str)]
+    if not_str:
+        raise ValueError(f"methods must hold method names (strings) from {E.IMAGE_METHODS}, got non-string "
+                         f"entries {not_str!r}")
     bad = [m for m in methods if m not in E.IMAGE_METHODS]
     if bad:
         raise ValueError(f"methods must be image interpreters {E.IMAGE_METHODS}, got {bad}")

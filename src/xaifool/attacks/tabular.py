@@ -37,6 +37,7 @@ import contextlib
 import copy
 import warnings
 from dataclasses import dataclass, replace
+from numbers import Integral, Real
 
 import numpy as np
 import torch
@@ -546,12 +547,16 @@ def conceal(name: str, *, sensitive: str | None = None, strength: float = 0.3, l
     cfg = get_config()
     P = cfg.profile
     seed = cfg.seed if seed is None else int(seed)
-    lam = CONCEALMENT_LAMBDA if lam is None else float(lam)
-    epochs = P.concealment_epochs if epochs is None else int(epochs)
-    if lam < 0:
-        raise ValueError(f"lam must be >= 0, got {lam}")
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    lam = CONCEALMENT_LAMBDA if lam is None else lam
+    epochs = P.concealment_epochs if epochs is None else epochs
+    if isinstance(lam, bool) or not isinstance(lam, Real) or not float(lam) >= 0:
+        raise ValueError(f"lam must be a number >= 0 (weight of the gradient penalty), got {lam!r}")
+    if isinstance(lr, bool) or not isinstance(lr, Real) or not float(lr) > 0:
+        raise ValueError(f"lr must be a number > 0 (Adam's learning rate), got {lr!r}")
+    for arg, value in (("epochs", epochs), ("n_batches", n_batches)):
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            raise ValueError(f"{arg} must be an int >= 1, got {value!r}")
+    lam, lr, epochs, n_batches = float(lam), float(lr), int(epochs), int(n_batches)
     ds0 = load_tabular(name)
     s = _sensitive_index(ds0, sensitive)
     ds0 = replace(ds0, sensitive=ds0.feature_names[s])
