@@ -513,6 +513,55 @@ def test_lrp_composites_differ_and_unknown_raises(resnet, cifar, lrp_resnet):
         attribute(resnet, x, t, "lrp", composite="gamma")
 
 
+def _lrp_objective(weights):
+    return lambda rel, out: (postprocess(rel) * weights).flatten(1).sum(1)
+
+
+def test_lrp_objective_gradient_matches_finite_differences(resnet, cifar):
+    """The gradient of an LRP map (what the attacks on LRP follow) is checked against central
+    differences of the same map, in float64 on ResNet-20. Measured: 1e-4 – 5e-4 relative at h = 1e-7.
+    Taking the outer derivative through zennit's modified backward instead (no ``inactive()``)
+    gives a value off by orders of magnitude, which this test would catch."""
+    from xaifool.explain import lrp_objective_gradient
+
+    model = copy.deepcopy(resnet).double()
+    x, t = cifar
+    x = x.double().clamp(0.05, 0.95)
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(2, 32, 32, generator=g, dtype=torch.float64)
+    obj = _lrp_objective(w)
+    loss, grad = lrp_objective_gradient(model, x, t, obj, beta=30.0)
+    assert loss.shape == (2,) and grad.shape == x.shape and torch.isfinite(grad).all()
+    h = 1e-7
+    for _ in range(2):
+        u = torch.randn(x.shape, generator=g, dtype=torch.float64)
+        plus = lrp_objective_gradient(model, x + h * u, t, obj, beta=30.0)[0].sum()
+        minus = lrp_objective_gradient(model, x - h * u, t, obj, beta=30.0)[0].sum()
+        fd, ad = float((plus - minus) / (2 * h)), float((grad * u).sum())
+        assert abs(fd - ad) <= 5e-3 * abs(ad) + 1e-6, (fd, ad)
+
+
+def test_lrp_surrogate_tends_to_lrp(resnet, cifar, lrp_resnet):
+    """The smoothed relevance gates sigmoid(β z) give back zennit's EpsilonPlusFlat as β grows."""
+    from xaifool.explain import lrp_objective_gradient
+
+    x, t = cifar
+    seen = {}
+
+    def keep(rel, out):
+        seen["rel"] = rel.detach()
+        return rel.sum((1, 2, 3))
+
+    lrp_objective_gradient(resnet, x, t, keep, beta=1e5)
+    _assert_close_rel(seen["rel"], lrp_resnet, 1e-4, "LRP surrogate at beta=1e5 vs zennit LRP")
+    lrp_objective_gradient(resnet, x, t, keep, beta=10.0)
+    assert float((seen["rel"] - lrp_resnet).norm() / lrp_resnet.norm()) > 1e-3  # β matters
+    with pytest.raises(ValueError, match="^beta"):
+        lrp_objective_gradient(resnet, x, t, keep, beta=0.0)
+    with pytest.raises(ValueError, match="^composite"):
+        lrp_objective_gradient(resnet, x, t, keep, beta=10.0, composite="gamma")
+
+
 # ======================================================================================
 # 7. Every method: documented output contract
 # ======================================================================================

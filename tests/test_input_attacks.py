@@ -127,7 +127,7 @@ def test_bad_k(k):
         A.ghorbani_attack(tiny_model(), images(0, 2), "gradient", "topk", epsilon=0.1, k=k, progress=False)
 
 
-@pytest.mark.parametrize("method", ["lrp", "lime", "saliency", None])
+@pytest.mark.parametrize("method", ["lime", "kernel_shap", "saliency", None])
 def test_unknown_interpreter(method):
     with pytest.raises(ValueError, match="method must be one of"):
         A.ghorbani_attack(tiny_model(), images(0, 2), method, epsilon=0.1, progress=False)
@@ -251,7 +251,7 @@ def cifar(mirror_available):
     return model, batch.x[pred == batch.y][:8]
 
 
-@pytest.mark.parametrize("method,eps", [("gradient", 2 / 255), ("gradcam", 8 / 255)])
+@pytest.mark.parametrize("method,eps", [("gradient", 2 / 255), ("gradcam", 8 / 255), ("lrp", 4 / 255)])
 def test_topk_attack_beats_random_sign_on_resnet20(cifar, method, eps):
     model, x = cifar
     noise = A.random_sign(model, x, method, epsilon=eps, seed=0, progress=False)

@@ -46,7 +46,8 @@ import torch.nn.functional as F
 
 from .config import get_config
 
-__all__ = ["Method", "METHODS", "IMAGE_METHODS", "TABULAR_METHODS", "explain", "attribute", "postprocess"]
+__all__ = ["Method", "METHODS", "IMAGE_METHODS", "TABULAR_METHODS", "LRP_COMPOSITES", "explain", "attribute",
+           "postprocess", "lrp_objective_gradient"]
 
 
 @dataclass(frozen=True)
@@ -252,40 +253,90 @@ def _lrp_canonizers(net: nn.Module):
     return canon
 
 
+LRP_COMPOSITES = ("epsilon_plus_flat", "epsilon", "epsilon_alpha2_beta1_flat")
+
+
+def _lrp_composite(net, composite="epsilon_plus_flat", epsilon=1e-6, beta_smooth=None):
+    """The zennit composite for ``net``; ``beta_smooth`` swaps the activations' Pass rule for
+    zennit's ``ReLUBetaSmooth`` (relevance gated by sigmoid(β z), Dombrowski et al. 2019)."""
+    from zennit.composites import EpsilonAlpha2Beta1Flat, EpsilonPlusFlat, LayerMapComposite, layer_map_base
+    from zennit.rules import Epsilon, ReLUBetaSmooth
+    from zennit.types import Activation, Convolution, Linear
+
+    extra = [] if beta_smooth is None else [(Activation, ReLUBetaSmooth(beta_smooth=float(beta_smooth)))]
+    canonizers = _lrp_canonizers(net)
+    if composite == "epsilon":
+        # layer_map_base gives activations Pass and sums / average pools the Norm rule.
+        return LayerMapComposite(extra + layer_map_base() + [(Convolution, Epsilon(epsilon)), (Linear, Epsilon(epsilon))],
+                                 canonizers=canonizers)
+    if composite == "epsilon_plus_flat":
+        return EpsilonPlusFlat(epsilon=epsilon, layer_map=extra, canonizers=canonizers)
+    if composite == "epsilon_alpha2_beta1_flat":
+        return EpsilonAlpha2Beta1Flat(epsilon=epsilon, layer_map=extra, canonizers=canonizers)
+    raise ValueError(f"composite must be one of {LRP_COMPOSITES}, got {composite!r}")
+
+
+def _lrp_input(model, x):
+    from .models import Normalized
+
+    if isinstance(model, Normalized):
+        return model.net, (x - model.mean) / model.std
+    return model, x
+
+
 def _lrp(model, x, target, create_graph=False, composite="epsilon_plus_flat", epsilon=1e-6):
     """Relevance at the (normalised) network input, composite EpsilonPlusFlat by default.
 
     For a :class:`~xaifool.models.Normalized` model the relevance is taken at the network's
     own input ``z = (x − μ)/σ`` (same pixel grid), so that it is conserved; a plain model is
-    explained at ``x``.
+    explained at ``x``. (A gradient *of* this map, as attacks need, comes from
+    :func:`lrp_objective_gradient`.)
     """
     from zennit.attribution import Gradient
-    from zennit.composites import COMPOSITES, EpsilonAlpha2Beta1Flat, EpsilonPlusFlat
 
-    from .models import Normalized
-
-    net, z = model, x
-    if isinstance(model, Normalized):
-        net, z = model.net, (x - model.mean) / model.std
-    makers = {"epsilon_plus_flat": EpsilonPlusFlat, "epsilon_alpha2_beta1_flat": EpsilonAlpha2Beta1Flat}
-    if composite == "epsilon":
-        from zennit.composites import LayerMapComposite, layer_map_base
-        from zennit.rules import Epsilon
-        from zennit.types import Convolution, Linear
-
-        # layer_map_base gives activations Pass and sums / average pools the Norm rule.
-        comp = LayerMapComposite(layer_map_base() + [(Convolution, Epsilon(epsilon)), (Linear, Epsilon(epsilon))],
-                                 canonizers=_lrp_canonizers(net))
-    elif composite in makers:
-        comp = makers[composite](canonizers=_lrp_canonizers(net))
-    else:
-        raise ValueError(f"composite must be one of {['epsilon', *makers]}, got {composite!r} "
-                         f"(zennit also knows {sorted(COMPOSITES)})")
+    net, z = _lrp_input(model, x)
+    comp = _lrp_composite(net, composite, epsilon)
     z = z.detach().requires_grad_(True)
     with Gradient(model=net, composite=comp, create_graph=create_graph) as attributor:
         # Start from the target logit itself (one-hot × output), so relevance sums to ≈ f_c(x).
         out, rel = attributor(z, lambda o: F.one_hot(target, o.shape[1]).to(o.dtype) * o)
     return rel
+
+
+def lrp_objective_gradient(model, x, target, objective, *, beta, composite="epsilon_plus_flat", epsilon=1e-6):
+    """Value and input gradient of ``objective(relevance, logits)`` for an LRP map: what an attack on LRP needs.
+
+    An LRP map is itself a (modified) gradient, so its derivative with respect to ``x`` is a
+    second derivative. Two things make that derivative meaningful (both checked against finite
+    differences in the tests):
+
+    * the surrogate of Dombrowski et al. (2019) for LRP keeps the network's ReLU forward pass and
+      gates relevance at each activation by sigmoid(β z) instead of passing it through — zennit's
+      ``ReLUBetaSmooth`` rule — so the map is smooth in ``x`` and tends to LRP as β → ∞.
+      (Replacing the forward ReLUs by Softplus, as for the gradient methods, is no good here:
+      rules that divide by a pre-activation z then see softplus(z)/z, which blows up near 0.);
+    * the outer derivative must use the network's *true* backward pass: it is taken inside the
+      composite's ``inactive()`` context, while the canonizers (merged batch norms) are still
+      in place.
+
+    objective: callable ``(relevance (B, C, H, W), logits (B, K)) → (B,)`` per-sample loss.
+    Returns ``(loss (B,), grad (B, C, H, W))``, both detached.
+    """
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    net, _ = _lrp_input(model, x)
+    comp = _lrp_composite(net, composite, epsilon, beta_smooth=beta)
+    xg = x.detach().requires_grad_(True)
+    with comp.context(net):
+        _, z = _lrp_input(model, xg)
+        out = net(z)
+        # Relevance starts from the target logit (one-hot × output), as in _lrp.
+        (rel,) = torch.autograd.grad(out, z, F.one_hot(target, out.shape[1]).to(out.dtype) * out,
+                                     create_graph=True)
+        loss = objective(rel, out)
+        with comp.inactive():
+            (grad,) = torch.autograd.grad(loss.sum(), xg)
+    return loss.detach(), grad
 
 
 # --------------------------------------------------------------------------------------

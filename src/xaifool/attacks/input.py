@@ -31,7 +31,9 @@ The gradient of a saliency map of a ReLU network with respect to its input is pi
 constant, so its derivative vanishes almost everywhere. Like both papers, the attack therefore
 differentiates a copy of the network with every ReLU replaced by Softplus(β)
 (:func:`xaifool.models.smooth`); labels, heatmaps and metrics are always reported on the
-original network.
+original network. LRP is the exception: its rules divide by pre-activations, which a Softplus
+forward pass makes ill-conditioned, so its surrogate keeps the ReLU forward pass and gates the
+relevance by sigmoid(β z) at each activation (:func:`xaifool.explain.lrp_objective_gradient`).
 
 Everything is batched: one tensor of images per step on the model's device (split only into
 chunks of ``batch_size`` images), never a Python loop over images.
@@ -58,11 +60,9 @@ __all__ = ["ATTACKS", "ATTACK_METHODS", "AttackResult", "random_sign", "ghorbani
            "run_attack", "cached_attack", "transfer", "project", "default_k", "default_step_size"]
 
 ATTACKS = ("random", "topk", "center", "region", "target")
-#: Interpreters the input attacks differentiate through. LRP is not among them: zennit's rules
-#: recompute each layer inside backward hooks, and the second derivative obtained with
-#: ``create_graph=True`` disagrees with finite differences (checked on the Softplus ResNet-20),
-#: so LRP is only measured by :func:`transfer` (an attack on another interpreter, LRP read off).
-ATTACK_METHODS = ("gradient", "grad_x_input", "integrated_gradients", "smoothgrad", "gradcam")
+#: Interpreters the input attacks differentiate through (LRP through zennit, see
+#: :func:`xaifool.explain.lrp_objective_gradient`).
+ATTACK_METHODS = ("gradient", "grad_x_input", "integrated_gradients", "smoothgrad", "gradcam", "lrp")
 GHORBANI_KINDS = ("topk", "center", "region")
 DEFAULT_BETA = 30.0
 UPDATES = ("sign", "normalized")
@@ -349,7 +349,8 @@ def _objective(kind, h, logits, ref):
 def _iterative(model, x, method, kind, *, epsilon, n_iter, step_size, beta, options, batch_size, progress,
                ref_maps=None, gamma=0.0, k=None, update="sign", extra_settings=None) -> AttackResult:
     dev = _device(model)
-    surrogate = smooth(model, beta)
+    # LRP's surrogate is the network itself with smoothed relevance gates (no Softplus copy).
+    surrogate = model if method == "lrp" else smooth(model, beta)
     for p in surrogate.parameters():
         p.requires_grad_(False)
     alpha = default_step_size(epsilon, n_iter) if step_size is None else _check_positive(step_size, "step_size")
@@ -384,11 +385,16 @@ def _iterative(model, x, method, kind, *, epsilon, n_iter, step_size, beta, opti
         objective, losses = [obj0], []
         xt = x0
         for _ in range(n_iter):
-            xg = xt.detach().requires_grad_(True)
-            hs = _heatmap(surrogate, xg, lab, method, options, True)
-            ls = surrogate(xg) if kind == "target" else None
-            loss = _objective(kind, hs, ls, ref_s)
-            (grad,) = torch.autograd.grad(loss.sum(), xg)
+            if method == "lrp":
+                loss, grad = E.lrp_objective_gradient(
+                    model, xt, lab, lambda rel, out: _objective(kind, E.postprocess(rel), out, ref_s), beta=beta,
+                    **options)
+            else:
+                xg = xt.detach().requires_grad_(True)
+                hs = _heatmap(surrogate, xg, lab, method, options, True)
+                ls = surrogate(xg) if kind == "target" else None
+                loss = _objective(kind, hs, ls, ref_s)
+                (grad,) = torch.autograd.grad(loss.sum(), xg)
             losses.append(loss.detach())
             if update == "sign":
                 direction = grad.sign()
@@ -432,7 +438,7 @@ def ghorbani_attack(model: nn.Module, x: torch.Tensor, method: str = "gradient",
     epsilon:   ℓ∞ budget in (0, 1), e.g. 8/255
     n_iter:    signed-gradient steps; step_size: α (default :func:`default_step_size`)
     k:         top-k size in 1..H·W (default :func:`default_k`); region: (H, W) or (B, H, W) mask
-    beta:      Softplus β of the surrogate that is differentiated
+    beta:      Softplus β of the surrogate that is differentiated (LRP: β of its sigmoid relevance gates)
     update:    ``"sign"`` (α·sign ∇, Ghorbani) or ``"normalized"`` (α·∇/‖∇‖∞ per sample)
     options:   interpreter options (``n_steps``, ``n_samples``, …), used for attack and evaluation
     batch_size: images per device batch (default: all at once)
