@@ -8,7 +8,9 @@ keep-the-best rule) — exactly the body of the loop in ``xaifool.attacks.input`
 
 Measured for the CIFAR-10 ResNet-20 at 32 px and the ImageNet MobileNetV2 at 224 px, on the
 configured device (``XAIFOOL_DEVICE``; a GPU when present). Reports images × iterations per
-second and the ratio batched / loop; writes ``benchmarks/results/attacks-<device>.json``.
+second and the ratio batched / loop, and, for the ResNet, the throughput against the batch size
+(where it levels off, the step is bound by arithmetic and no batching can do better); writes
+``benchmarks/results/attacks-<device>.json``.
 Needs only torch/torchvision and the xaifool package (random images if no data mirror).
 """
 from __future__ import annotations
@@ -25,11 +27,6 @@ from xaifool import describe, get_config, models
 from xaifool.attacks import input as A
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _sync(dev):
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
 
 
 def make_step(model, surrogate, method="gradient", epsilon=8 / 255, alpha=1 / 255, k_frac=0.02):
@@ -49,9 +46,26 @@ def make_step(model, surrogate, method="gradient", epsilon=8 / 255, alpha=1 / 25
     return step
 
 
-def bench_model(name, model, x, repeats):
-    dev = next(model.parameters()).device
-    x = x.to(dev)
+def _sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _time(fn, dev, repeats):
+    """Best wall-clock seconds of ``fn`` over ``repeats`` runs after one warm-up, and all of them."""
+    fn()
+    _sync(dev)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(dev)
+        times.append(time.perf_counter() - t0)
+    return min(times), times
+
+
+def _setup(model, x):
+    """The step function and the attack's fixed inputs (labels, top-k masks) for images ``x``."""
     surrogate = models.smooth(model, A.DEFAULT_BETA)
     for p in surrogate.parameters():
         p.requires_grad_(False)
@@ -60,7 +74,13 @@ def bench_model(name, model, x, repeats):
     h0 = A._heatmap(model, x, label, "gradient", {}, False)
     k = A.default_k(x.shape[-2:])
     mask = torch.zeros_like(h0.flatten(1)).scatter_(1, h0.flatten(1).topk(k, 1).indices, 1.0)
-    step = make_step(model, surrogate)
+    return make_step(model, surrogate), label, mask
+
+
+def bench_model(name, model, x, repeats):
+    dev = next(model.parameters()).device
+    x = x.to(dev)
+    step, label, mask = _setup(model, x)
     n = x.shape[0]
 
     def batched():
@@ -72,21 +92,42 @@ def bench_model(name, model, x, repeats):
 
     out = {}
     for tag, fn in (("batched", batched), ("loop", loop)):
-        fn()  # warm-up
-        _sync(dev)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            _sync(dev)
-            times.append(time.perf_counter() - t0)
-        best = min(times)
+        best, times = _time(fn, dev, repeats)
         out[tag] = {"seconds_per_step": best, "img_iter_per_s": n / best, "all_seconds": times}
     out["ratio"] = out["batched"]["img_iter_per_s"] / out["loop"]["img_iter_per_s"]
     out.update(model=name, batch=n, size=int(x.shape[-1]), method="gradient", attack="topk")
     print(f"{name:>12} {n:3d} × {x.shape[-1]} px: batched {out['batched']['img_iter_per_s']:8.1f} img·it/s, "
           f"loop {out['loop']['img_iter_per_s']:8.1f} img·it/s, ratio {out['ratio']:.1f}×")
     return out
+
+
+def batch_scaling(model, x, sizes, repeats, min_images):
+    """img·it/s of one batched step for each batch size in ``sizes`` (images repeated to fill)."""
+    dev = next(model.parameters()).device
+    rows = []
+    for b in sizes:
+        xb = x.repeat((b + len(x) - 1) // len(x), 1, 1, 1)[:b].to(dev)
+        step, label, mask = _setup(model, xb)
+        calls = max(1, min_images // b)  # time at least ``min_images`` images per measurement
+
+        def run():
+            for _ in range(calls):
+                step(xb, xb, label, mask)
+
+        best, _ = _time(run, dev, repeats)
+        rows.append({"batch": b, "img_iter_per_s": b * calls / best, "seconds_per_step": best / calls})
+        print(f"    batch {b:4d}: {rows[-1]['img_iter_per_s']:8.1f} img·it/s")
+    return rows
+
+
+def _cpu_name():
+    try:  # Linux: the model name; platform.processor() only says "x86_64" there
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _images(kind, n):
@@ -109,11 +150,14 @@ def main():
     load_before = os.getloadavg()[0]  # other processes on the machine distort CPU timings
     torch.manual_seed(cfg.seed)
     gpu = dev.type == "cuda"
-    runs = [bench_model("resnet20", models.load_cifar_resnet(20), _images("cifar", 128 if gpu else 32),
-                        repeats=5 if gpu else 3)]
+    resnet, cifar = models.load_cifar_resnet(20), _images("cifar", 128 if gpu else 32)
+    runs = [bench_model("resnet20", resnet, cifar, repeats=5 if gpu else 3)]
+    runs[0]["batch_scaling"] = batch_scaling(
+        resnet, cifar, (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if gpu else (1, 2, 4, 8, 16, 32, 64, 128),
+        repeats=3, min_images=512 if gpu else 64)
     runs.append(bench_model("mobilenet_v2", models.load_imagenet_classifier(),
                             _images("imagenet", 32 if gpu else 4), repeats=5 if gpu else 2))
-    name = torch.cuda.get_device_name(dev) if gpu else platform.processor() or platform.machine()
+    name = torch.cuda.get_device_name(dev) if gpu else _cpu_name()
     record = {"benchmark": "attacks", "device": str(dev), "device_name": name, "threads": torch.get_num_threads(),
               "torch": torch.__version__, "profile": cfg.profile.name, "cpu_count": os.cpu_count(),
               "load_average_1min_before": load_before, "load_average_1min_after": os.getloadavg()[0],
