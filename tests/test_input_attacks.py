@@ -263,10 +263,11 @@ def test_topk_attack_beats_random_sign_on_resnet20(cifar, method, eps):
     assert attack.label_kept.all()  # by the keep-the-best-label-keeping-iterate rule
 
 
-def test_dombrowski_moves_towards_the_target_on_resnet20(cifar):
+@pytest.mark.parametrize("method", ["gradient", "lrp"])
+def test_dombrowski_moves_towards_the_target_on_resnet20(cifar, method):
     model, x = cifar
-    target = E.explain(model, x.roll(1, 0), None, "gradient")
-    res = A.dombrowski_attack(model, x, target, "gradient", epsilon=8 / 255, n_iter=10, progress=False)
+    target = E.explain(model, x.roll(1, 0), None, method)
+    res = A.dombrowski_attack(model, x, target, method, epsilon=8 / 255, n_iter=10, progress=False)
     before = M.pearson(res.heatmap, target).mean()
     after = M.pearson(res.heatmap_adv, target).mean()
     assert after > before + 0.05, (float(before), float(after))
