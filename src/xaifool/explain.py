@@ -214,9 +214,12 @@ def _lrp_canonizers(net: nn.Module):
     our CIFAR ResNet's blocks add tensors functionally, which no rule would see; the two
     small AttributeCanonizers below route those sums through zennit's ``Sum`` module so that
     its ``Norm`` rule distributes relevance over both branches (the same device zennit uses
-    for torchvision's ResNet).
+    for torchvision's ResNet). MobileNetV2 also pools functionally
+    (``F.adaptive_avg_pool2d``): unhooked, relevance would pass that op as a gradient, i.e.
+    split *uniformly* over positions, dead ones included; a third canonizer routes it through
+    an ``AdaptiveAvgPool2d`` module, which gets the proportional ``Norm`` rule.
     """
-    from torchvision.models.mobilenetv2 import InvertedResidual
+    from torchvision.models.mobilenetv2 import InvertedResidual, MobileNetV2
     from zennit.canonizers import AttributeCanonizer, NamedMergeBatchNorm, SequentialMergeBatchNorm
     from zennit.layer import Sum
 
@@ -234,7 +237,13 @@ def _lrp_canonizers(net: nn.Module):
         out = self.canonizer_sum(torch.stack([self.shortcut(x), out], dim=-1))
         return self.relu2(out)
 
+    def mobilenet_forward(self, x):
+        x = self.canonizer_pool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
     def attribute_map(name, module):
+        if isinstance(module, MobileNetV2):
+            return {"forward": mobilenet_forward.__get__(module), "canonizer_pool": nn.AdaptiveAvgPool2d((1, 1))}
         if isinstance(module, InvertedResidual):
             return {"forward": inverted_residual_forward.__get__(module), "canonizer_sum": Sum()}
         if isinstance(module, _BasicBlock):
