@@ -8,8 +8,8 @@ keep-the-best rule) — exactly the body of the loop in ``xaifool.attacks.input`
 
 Measured for the CIFAR-10 ResNet-20 at 32 px and the ImageNet MobileNetV2 at 224 px, on the
 configured device (``XAIFOOL_DEVICE``; a GPU when present). Reports images × iterations per
-second and the ratio batched / loop, and, for the ResNet, the throughput against the batch size
-(where it levels off, the step is bound by arithmetic and no batching can do better); writes
+second and the ratio batched / loop, and the throughput against the batch size (where it levels
+off, the step is bound by arithmetic and no batching can do better); writes
 ``benchmarks/results/attacks-<device>.json``.
 Needs only torch/torchvision and the xaifool package (random images if no data mirror).
 """
@@ -64,6 +64,17 @@ def _time(fn, dev, repeats):
     return min(times), times
 
 
+def _forward_flops(model, x):
+    """Floating-point operations of one forward pass (torch's FlopCounterMode; convolutions and
+    matrix products, the bulk of the work). Backward passes are not counted: the counter does not
+    follow ``autograd.grad`` with ``create_graph``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops() / x.shape[0]
+
+
 def _setup(model, x):
     """The step function and the attack's fixed inputs (labels, top-k masks) for images ``x``."""
     surrogate = models.smooth(model, A.DEFAULT_BETA)
@@ -95,6 +106,7 @@ def bench_model(name, model, x, repeats):
         best, times = _time(fn, dev, repeats)
         out[tag] = {"seconds_per_step": best, "img_iter_per_s": n / best, "all_seconds": times}
     out["ratio"] = out["batched"]["img_iter_per_s"] / out["loop"]["img_iter_per_s"]
+    out["forward_mflop_per_image"] = _forward_flops(model, x[:1]) / 1e6
     out.update(model=name, batch=n, size=int(x.shape[-1]), method="gradient", attack="topk")
     print(f"{name:>12} {n:3d} × {x.shape[-1]} px: batched {out['batched']['img_iter_per_s']:8.1f} img·it/s, "
           f"loop {out['loop']['img_iter_per_s']:8.1f} img·it/s, ratio {out['ratio']:.1f}×")
@@ -155,8 +167,10 @@ def main():
     runs[0]["batch_scaling"] = batch_scaling(
         resnet, cifar, (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if gpu else (1, 2, 4, 8, 16, 32, 64, 128),
         repeats=3, min_images=512 if gpu else 64)
-    runs.append(bench_model("mobilenet_v2", models.load_imagenet_classifier(),
-                            _images("imagenet", 32 if gpu else 4), repeats=5 if gpu else 2))
+    mobilenet, imagenet = models.load_imagenet_classifier(), _images("imagenet", 32 if gpu else 4)
+    runs.append(bench_model("mobilenet_v2", mobilenet, imagenet, repeats=5 if gpu else 2))
+    runs[1]["batch_scaling"] = batch_scaling(mobilenet, imagenet, (1, 2, 4, 8, 16, 32, 64) if gpu else (1, 2, 4, 8),
+                                             repeats=3 if gpu else 2, min_images=64 if gpu else 8)
     name = torch.cuda.get_device_name(dev) if gpu else _cpu_name()
     record = {"benchmark": "attacks", "device": str(dev), "device_name": name, "threads": torch.get_num_threads(),
               "torch": torch.__version__, "profile": cfg.profile.name, "cpu_count": os.cpu_count(),

@@ -93,6 +93,14 @@ def test_every_interpreter_can_be_attacked(method):
     assert (res.objective[1:].min(0).values < res.objective[0]).any()
 
 
+def test_lrp_attack_leaves_the_callers_model_trainable():
+    """The LRP attack differentiates the caller's network itself (no Softplus copy): it must not
+    switch off the parameters' requires_grad."""
+    model, x = tiny_model(4), images(4, n=2)
+    A.ghorbani_attack(model, x, "lrp", "topk", epsilon=4 / 255, n_iter=1, k=10, progress=False)
+    assert all(p.requires_grad for p in model.parameters())
+
+
 def test_result_round_trip_through_torch_save():
     model, x = tiny_model(0), images(0, n=3)
     res = A.ghorbani_attack(model, x, "gradient", "center", epsilon=4 / 255, n_iter=2, progress=False)

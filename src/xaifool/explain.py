@@ -207,17 +207,37 @@ def _gradcam(model, x, target, create_graph=False, layer=None, upsample="bilinea
 # LRP with zennit
 # --------------------------------------------------------------------------------------
 
+def _exact_merge(merge_cls):
+    """``merge_cls`` (a zennit MergeBatchNorm canonizer) whose merged batch norms are exactly the
+    identity (see :func:`_lrp_canonizers`); zennit restores the original statistics on removal."""
+
+    class ExactMerge(merge_cls):
+        @staticmethod
+        def merge_batch_norm(modules, batch_norm):
+            merge_cls.merge_batch_norm(modules, batch_norm)
+            batch_norm.running_var.data = torch.full_like(batch_norm.running_var.data, 1.0 - batch_norm.eps)
+
+    ExactMerge.__name__ = f"Exact{merge_cls.__name__}"
+    return ExactMerge
+
+
 def _lrp_canonizers(net: nn.Module):
     """zennit canonizers for the architectures of this book.
 
     zennit ships canonizers for torchvision VGG/ResNet only. MobileNetV2's residual sum and
-    our CIFAR ResNet's blocks add tensors functionally, which no rule would see; the two
-    small AttributeCanonizers below route those sums through zennit's ``Sum`` module so that
-    its ``Norm`` rule distributes relevance over both branches (the same device zennit uses
-    for torchvision's ResNet). MobileNetV2 also pools functionally
-    (``F.adaptive_avg_pool2d``): unhooked, relevance would pass that op as a gradient, i.e.
-    split *uniformly* over positions, dead ones included; a third canonizer routes it through
-    an ``AdaptiveAvgPool2d`` module, which gets the proportional ``Norm`` rule.
+    our CIFAR ResNet's blocks add tensors functionally, which no rule would see; the
+    AttributeCanonizer below routes those sums through zennit's ``Sum`` module so that its
+    ``Norm`` rule distributes relevance over both branches (the same device zennit uses for
+    torchvision's ResNet). MobileNetV2 also pools functionally (``F.adaptive_avg_pool2d``):
+    unhooked, relevance would pass that op as a gradient, i.e. split *uniformly* over
+    positions, dead ones included; the same canonizer routes it through an
+    ``AdaptiveAvgPool2d`` module, which gets the proportional ``Norm`` rule.
+
+    Batch norms are merged into the preceding convolution. zennit (0.5.1) then leaves each
+    batch norm with ``running_var = 1`` but its ``eps``, so every merged layer still scales by
+    1/√(1 + eps) — the canonized network is not exactly the original one (logits off by ~3e-4
+    on ResNet-20). :func:`_exact_merge` sets ``running_var = 1 − eps`` instead, which makes the
+    leftover batch norm the identity.
     """
     from torchvision.models.mobilenetv2 import InvertedResidual, MobileNetV2
     from zennit.canonizers import AttributeCanonizer, NamedMergeBatchNorm, SequentialMergeBatchNorm
@@ -251,6 +271,7 @@ def _lrp_canonizers(net: nn.Module):
         return None
 
     canon = [AttributeCanonizer(attribute_map)]
+    NamedMergeBatchNorm, SequentialMergeBatchNorm = _exact_merge(NamedMergeBatchNorm), _exact_merge(SequentialMergeBatchNorm)
     if isinstance(net, CifarResNet):
         pairs = [(["conv1"], "bn1")]
         for lname in ("layer1", "layer2", "layer3"):
@@ -266,13 +287,13 @@ LRP_COMPOSITES = ("epsilon_plus_flat", "epsilon", "epsilon_alpha2_beta1_flat")
 
 
 def _lrp_composite(net, composite="epsilon_plus_flat", epsilon=1e-6, beta_smooth=None):
-    """The zennit composite for ``net``; ``beta_smooth`` swaps the activations' Pass rule for
-    zennit's ``ReLUBetaSmooth`` (relevance gated by sigmoid(β z), Dombrowski et al. 2019)."""
+    """The zennit composite for ``net``; ``beta_smooth`` swaps the ReLUs' Pass rule for zennit's
+    ``ReLUBetaSmooth`` (relevance gated by sigmoid(β z), see :func:`lrp_objective_gradient`)."""
     from zennit.composites import EpsilonAlpha2Beta1Flat, EpsilonPlusFlat, LayerMapComposite, layer_map_base
     from zennit.rules import Epsilon, ReLUBetaSmooth
-    from zennit.types import Activation, Convolution, Linear
+    from zennit.types import Convolution, Linear
 
-    extra = [] if beta_smooth is None else [(Activation, ReLUBetaSmooth(beta_smooth=float(beta_smooth)))]
+    extra = [] if beta_smooth is None else [((nn.ReLU, nn.ReLU6), ReLUBetaSmooth(beta_smooth=float(beta_smooth)))]
     canonizers = _lrp_canonizers(net)
     if composite == "epsilon":
         # layer_map_base gives activations Pass and sums / average pools the Norm rule.
@@ -319,11 +340,14 @@ def lrp_objective_gradient(model, x, target, objective, *, beta, composite="epsi
     second derivative. Two things make that derivative meaningful (both checked against finite
     differences in the tests):
 
-    * the surrogate of Dombrowski et al. (2019) for LRP keeps the network's ReLU forward pass and
-      gates relevance at each activation by sigmoid(β z) instead of passing it through — zennit's
-      ``ReLUBetaSmooth`` rule — so the map is smooth in ``x`` and tends to LRP as β → ∞.
-      (Replacing the forward ReLUs by Softplus, as for the gradient methods, is no good here:
-      rules that divide by a pre-activation z then see softplus(z)/z, which blows up near 0.);
+    * the surrogate keeps the network's ReLU forward pass and gates the relevance at each
+      ReLU by sigmoid(β z) instead of passing it through (zennit's ``ReLUBetaSmooth`` rule, the
+      Softplus derivative that Dombrowski et al. (2019) use for gradients). The map is then
+      piecewise smooth with a derivative that does not vanish, and it tends to LRP as β → ∞.
+      Dombrowski et al. ran LRP on a Softplus forward pass instead; here that is no good: rules
+      that divide by a pre-activation z (the ``Norm`` rule at the residual sums) then see
+      softplus(z)/z, which blows up near 0 (on ResNet-20 the resulting map correlates with
+      LRP at ρ ≈ 0.3);
     * the outer derivative must use the network's *true* backward pass: it is taken inside the
       composite's ``inactive()`` context, while the canonizers (merged batch norms) are still
       in place.
@@ -334,6 +358,13 @@ def lrp_objective_gradient(model, x, target, objective, *, beta, composite="epsi
     if not beta > 0:
         raise ValueError(f"beta must be > 0, got {beta}")
     net, _ = _lrp_input(model, x)
+    from zennit.types import Activation
+
+    other = sorted({type(m).__name__ for m in net.modules()
+                    if isinstance(m, Activation) and not isinstance(m, (nn.ReLU, nn.ReLU6))})
+    if other:
+        raise ValueError(f"model must use nn.ReLU / nn.ReLU6 activations only (the surrogate gates those), "
+                         f"found {other}")
     comp = _lrp_composite(net, composite, epsilon, beta_smooth=beta)
     xg = x.detach().requires_grad_(True)
     with comp.context(net):
@@ -494,8 +525,9 @@ def _validate(model, x, target, method, create_graph):
         raise ValueError(f"method {method!r} does not apply to {modality}s; accepted for {modality}s: "
                          f"{IMAGE_METHODS if modality == 'image' else TABULAR_METHODS}")
     if create_graph and not METHODS[method].differentiable:
+        hint = " (for a gradient of an LRP map use xaifool.explain.lrp_objective_gradient)" if method == "lrp" else ""
         raise ValueError(f"create_graph=True is supported for {[n for n, m in METHODS.items() if m.differentiable]}, "
-                         f"not for method {method!r}")
+                         f"not for method {method!r}{hint}")
     dev = next(model.parameters()).device
     x = x.to(dev)
     with torch.no_grad():

@@ -349,10 +349,14 @@ def _objective(kind, h, logits, ref):
 def _iterative(model, x, method, kind, *, epsilon, n_iter, step_size, beta, options, batch_size, progress,
                ref_maps=None, gamma=0.0, k=None, update="sign", extra_settings=None) -> AttackResult:
     dev = _device(model)
-    # LRP's surrogate is the network itself with smoothed relevance gates (no Softplus copy).
-    surrogate = model if method == "lrp" else smooth(model, beta)
-    for p in surrogate.parameters():
-        p.requires_grad_(False)
+    # LRP's surrogate is the network itself with smoothed relevance gates (no Softplus copy);
+    # the caller's model is left as it is (only the input's gradient is ever asked for).
+    if method == "lrp":
+        surrogate = model
+    else:
+        surrogate = smooth(model, beta)
+        for p in surrogate.parameters():
+            p.requires_grad_(False)
     alpha = default_step_size(epsilon, n_iter) if step_size is None else _check_positive(step_size, "step_size")
     chunks = _chunks(x.shape[0], batch_size)
     bar = _progress(progress, n_iter * len(chunks), f"{kind} attack ({method})")
