@@ -96,7 +96,13 @@ def _grad_x_input(model, x, target, create_graph=False):
 
 def _smoothgrad(model, x, target, create_graph=False, n_samples=None, noise_level=0.15, seed=None,
                 chunk=None):
-    """Mean gradient over ``n_samples`` noisy copies, σ = noise_level · (max x − min x) per image."""
+    """Mean gradient over ``n_samples`` noisy copies, σ = noise_level · (max x − min x) per image.
+
+    The noise is one seeded draw of shape (n_samples, B, …): image i's noise depends on the seed,
+    on i and on the batch size B, so explaining a batch in parts draws other noise than explaining
+    it at once (attack results are cached per ``batch_size`` for that reason). Fixed draws are
+    what lets an attack "see" SmoothGrad's noise; the Input chapter re-explains with a fresh seed.
+    """
     cfg = get_config()
     n = cfg.profile.smoothgrad_samples if n_samples is None else int(n_samples)
     if n < 1:
