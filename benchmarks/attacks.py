@@ -4,7 +4,7 @@ One step of the top-k attack of Ghorbani et al. (2019) on the gradient map: the 
 surrogate's heatmap with ``create_graph=True``, the loss, its gradient w.r.t. the input
 (double backpropagation), the signed step with the exact ℓ∞ projection, and the original
 network's forward pass and heatmap at the new iterate (the label check and the objective of the
-keep-the-best rule) — exactly the body of the loop in ``xaifool.attacks.input``.
+keep-the-best rule) — ``xaifool.attacks.input._step``, the body of the attacks' loop.
 
 Measured for the CIFAR-10 ResNet-20 at 32 px and the ImageNet MobileNetV2 at 224 px, on the
 configured device (``XAIFOOL_DEVICE``; a GPU when present). Reports images × iterations per
@@ -29,19 +29,14 @@ from xaifool.attacks import input as A
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def make_step(model, surrogate, method="gradient", epsilon=8 / 255, alpha=1 / 255, k_frac=0.02):
-    """A function ``step(x_t, x0, label, mask)`` doing one attack iteration on a batch."""
+def make_step(model, surrogate, method="gradient", epsilon=8 / 255, alpha=1 / 255):
+    """``step(x_t, x0, label, mask)``: one top-k attack iteration on a batch, the attacks' own
+    :func:`xaifool.attacks.input._step` (so the benchmark times exactly what the attacks run)."""
 
     def step(xt, x0, label, mask):
-        xg = xt.detach().requires_grad_(True)
-        hs = A._heatmap(surrogate, xg, label, method, {}, True)
-        loss = (hs.flatten(1) * mask).sum(1)
-        (grad,) = torch.autograd.grad(loss.sum(), xg)
-        x_new = A.project(xt - alpha * grad.sign(), x0, epsilon)
-        with torch.no_grad():
-            logits = model(x_new)
-        h = A._heatmap(model, x_new, label, method, {}, False)
-        return x_new, (h.flatten(1) * mask).sum(1), logits
+        ref = {"mask": mask}
+        return A._step(model, surrogate, method, "topk", xt, x0, label, ref, ref, epsilon=epsilon, alpha=alpha,
+                       beta=A.DEFAULT_BETA, options={}, update="sign")
 
     return step
 
@@ -77,9 +72,7 @@ def _forward_flops(model, x):
 
 def _setup(model, x):
     """The step function and the attack's fixed inputs (labels, top-k masks) for images ``x``."""
-    surrogate = models.smooth(model, A.DEFAULT_BETA)
-    for p in surrogate.parameters():
-        p.requires_grad_(False)
+    surrogate = A._surrogate(model, "gradient", A.DEFAULT_BETA)
     with torch.no_grad():
         label = model(x).argmax(1)
     h0 = A._heatmap(model, x, label, "gradient", {}, False)

@@ -342,3 +342,20 @@ def test_ssim_bad_data_range_raises(dr):
 def test_empty_batch_raises():
     with pytest.raises(ValueError, match=r"`a`.*non-empty"):
         M.mse(torch.rand(0, 4), torch.rand(0, 4))
+
+
+def test_fooling_success_rate_counts_moved_and_kept():
+    from xaifool.metrics import fooling_success_rate
+
+    rng = np.random.default_rng(0)
+    sim, kept = rng.random(200), rng.random(200) > 0.3
+    for tau in (0.0, 0.2, 0.5, 1.0, 1.5):
+        expected = sum(1 for s, k in zip(sim, kept) if s < tau and k) / 200
+        assert fooling_success_rate(sim, kept, tau) == pytest.approx(expected)
+    # a sample whose label flipped is never counted, however far its explanation moved
+    assert fooling_success_rate([0.0, 0.0], [False, False], 0.5) == 0.0
+    assert fooling_success_rate(torch.tensor([float("nan"), 0.1]), torch.tensor([True, True]), 0.5) == 0.5
+    with pytest.raises(ValueError, match="^similarity and label_kept"):
+        fooling_success_rate([0.1, 0.2], [True], 0.5)
+    with pytest.raises(ValueError, match="^tau"):
+        fooling_success_rate([0.1], [True], "0.5")

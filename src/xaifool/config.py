@@ -13,6 +13,7 @@ A profile only changes *sizes*; every chapter calls the same functions in both.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import warnings
@@ -201,6 +202,21 @@ def override(**sizes) -> Profile:
     if bad:
         raise ValueError(f"override() got unknown profile field(s) {bad}; accepted: {sorted(names)}")
     return replace(get_config().profile, **sizes)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run torch on one intra-op thread inside the block (restored afterwards).
+
+    For the tiny tabular networks (32 hidden units): a second thread brings nothing and, on a
+    busy 2-core machine, its spin-waiting costs several times the useful work.
+    """
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def seed_everything(seed: int | None = None) -> int:

@@ -34,6 +34,7 @@ and captum's attribution methods detach their graph; tests check them against ca
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import io
 from dataclasses import dataclass
@@ -213,6 +214,7 @@ def _gradcam(model, x, target, create_graph=False, layer=None, upsample="bilinea
 # LRP with zennit
 # --------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)  # one subclass per zennit class, not one per call
 def _exact_merge(merge_cls):
     """``merge_cls`` (a zennit MergeBatchNorm canonizer) whose merged batch norms are exactly the
     identity (see :func:`_lrp_canonizers`); zennit restores the original statistics on removal."""
@@ -361,11 +363,13 @@ def lrp_objective_gradient(model, x, target, objective, *, beta, composite="epsi
     objective: callable ``(relevance (B, C, H, W), logits (B, K)) → (B,)`` per-sample loss.
     Returns ``(loss (B,), grad (B, C, H, W))``, both detached.
     """
-    if not beta > 0:
-        raise ValueError(f"beta must be > 0, got {beta}")
-    net, _ = _lrp_input(model, x)
     from zennit.types import Activation
 
+    from .models import Normalized
+
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    net = model.net if isinstance(model, Normalized) else model
     other = sorted({type(m).__name__ for m in net.modules()
                     if isinstance(m, Activation) and not isinstance(m, (nn.ReLU, nn.ReLU6))})
     if other:
@@ -492,7 +496,7 @@ def _kernel_shap(model, x, target, create_graph=False, background=None, n_sample
         np.random.seed(seed)
         explainer = shap.KernelExplainer(lambda a, c=c: proba(a)[:, c], summary)
         vals = explainer.shap_values(xs[rows.numpy()], nsamples=n, silent=True)
-        out[rows.cpu()] = torch.as_tensor(np.asarray(vals), dtype=torch.float32).view(len(rows), -1)
+        out[rows] = torch.as_tensor(np.asarray(vals), dtype=torch.float32).view(len(rows), -1)
     return out.to(x.device)
 
 

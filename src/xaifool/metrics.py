@@ -68,6 +68,7 @@ __all__ = [
     "center_of_mass_distance",
     "ssim",
     "mse",
+    "fooling_success_rate",
 ]
 
 # SSIM constants of Wang et al. (2004), as used by skimage with gaussian_weights=True.
@@ -420,6 +421,32 @@ def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """
     a, b = _check_pair(a, b)
     return ((_flat(a) - _flat(b)) ** 2).mean(dim=1)
+
+
+# ---------------------------------------------------------------- fooling success rate
+def fooling_success_rate(similarity, label_kept, tau: float) -> float:
+    """FSR_τ of Heo et al. (2019): the fraction of samples whose explanation moved below the
+    similarity threshold ``tau`` *and* whose label was kept (Definition 2).
+
+    Args:
+        similarity: (n,) similarities of h(x_adv) to h(x) (e.g. top-k intersection, Spearman ρ);
+            tensor, array or pandas Series.
+        label_kept: (n,) booleans of the same length.
+        tau: the threshold; a sample counts as fooled when its similarity is < tau.
+
+    Returns:
+        a float in [0, 1] (NaN similarities count as not fooled).
+    """
+    import numpy as np
+
+    sim = torch.as_tensor(np.asarray(similarity, dtype=np.float64))
+    kept = torch.as_tensor(np.asarray(label_kept, dtype=bool))
+    if sim.dim() != 1 or sim.shape != kept.shape or len(sim) == 0:
+        raise ValueError(f"similarity and label_kept must be non-empty 1-D sequences of the same length, got "
+                         f"shapes {tuple(sim.shape)} and {tuple(kept.shape)}")
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or tau != tau:
+        raise ValueError(f"tau must be a number, got {tau!r}")
+    return float(((sim < tau) & kept).double().mean())
 
 
 def pairwise_agreement(heatmaps: dict, k: int):

@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .cache import atomic_save, cached
-from .config import get_config
+from .config import get_config, one_thread
 from .data import DataFileError, REGISTRY, TabularDataset, fetch
 
 __all__ = [
@@ -256,15 +256,8 @@ def train_tabular_model(ds: TabularDataset, kind: str = "mlp", *, epochs: int | 
     settings = dict(data=ds.name, kind=kind, epochs=epochs, hidden=hidden, lr=lr, wd=weight_decay, seed=seed,
                     X=torch.from_numpy(ds.X_train), y=torch.from_numpy(ds.y_train))
 
+    @one_thread()
     def train():
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # tiny nets: a second thread only spin-waits on a busy 2-core machine
-        try:
-            return _train()
-        finally:
-            torch.set_num_threads(threads)
-
-    def _train():
         torch.manual_seed(seed)
         net = _tabular_net(kind, d, hidden)
         X = torch.from_numpy(ds.X_train)

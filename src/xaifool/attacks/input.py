@@ -346,17 +346,46 @@ def _objective(kind, h, logits, ref):
     raise ValueError(f"attack must be one of {GHORBANI_KINDS + ('target',)}, got {kind!r}")
 
 
+def _surrogate(model, method, beta):
+    """The network the attack differentiates: a frozen Softplus(β) copy, or for LRP the network
+    itself (its relevance gates are smoothed instead; the caller's model is left as it is, only
+    the input's gradient is ever asked for)."""
+    if method == "lrp":
+        return model
+    surrogate = smooth(model, beta)
+    for p in surrogate.parameters():
+        p.requires_grad_(False)
+    return surrogate
+
+
+def _step(model, surrogate, method, kind, xt, x0, lab, ref, ref_s, *, epsilon, alpha, beta, options, update):
+    """One attack iteration on a batch: the loss on the surrogate and its input gradient, the step
+    with the exact projection, and the original network's logits, heatmap and objective at the
+    new iterate (for the keep-the-best rule). Returns (x_new, loss, logits, heatmap, objective)."""
+    if method == "lrp":
+        loss, grad = E.lrp_objective_gradient(
+            model, xt, lab, lambda rel, out: _objective(kind, E.postprocess(rel), out, ref_s), beta=beta, **options)
+    else:
+        xg = xt.detach().requires_grad_(True)
+        hs = _heatmap(surrogate, xg, lab, method, options, True)
+        ls = surrogate(xg) if kind == "target" else None
+        loss = _objective(kind, hs, ls, ref_s)
+        (grad,) = torch.autograd.grad(loss.sum(), xg)
+    if update == "sign":
+        direction = grad.sign()
+    else:  # gradient scaled per sample so that its largest entry is 1
+        direction = grad / grad.flatten(1).abs().amax(1).clamp_min(1e-30).view(-1, 1, 1, 1)
+    x_new = project(xt - alpha * direction, x0, epsilon)
+    with torch.no_grad():
+        logits = model(x_new)
+    h = _heatmap(model, x_new, lab, method, options, False)
+    return x_new, loss.detach(), logits, h, _objective(kind, h, logits, ref)
+
+
 def _iterative(model, x, method, kind, *, epsilon, n_iter, step_size, beta, options, batch_size, progress,
                ref_maps=None, gamma=0.0, k=None, update="sign", extra_settings=None) -> AttackResult:
     dev = _device(model)
-    # LRP's surrogate is the network itself with smoothed relevance gates (no Softplus copy);
-    # the caller's model is left as it is (only the input's gradient is ever asked for).
-    if method == "lrp":
-        surrogate = model
-    else:
-        surrogate = smooth(model, beta)
-        for p in surrogate.parameters():
-            p.requires_grad_(False)
+    surrogate = _surrogate(model, method, beta)
     alpha = default_step_size(epsilon, n_iter) if step_size is None else _check_positive(step_size, "step_size")
     chunks = _chunks(x.shape[0], batch_size)
     bar = _progress(progress, n_iter * len(chunks), f"{kind} attack ({method})")
@@ -389,26 +418,9 @@ def _iterative(model, x, method, kind, *, epsilon, n_iter, step_size, beta, opti
         objective, losses = [obj0], []
         xt = x0
         for _ in range(n_iter):
-            if method == "lrp":
-                loss, grad = E.lrp_objective_gradient(
-                    model, xt, lab, lambda rel, out: _objective(kind, E.postprocess(rel), out, ref_s), beta=beta,
-                    **options)
-            else:
-                xg = xt.detach().requires_grad_(True)
-                hs = _heatmap(surrogate, xg, lab, method, options, True)
-                ls = surrogate(xg) if kind == "target" else None
-                loss = _objective(kind, hs, ls, ref_s)
-                (grad,) = torch.autograd.grad(loss.sum(), xg)
-            losses.append(loss.detach())
-            if update == "sign":
-                direction = grad.sign()
-            else:  # gradient scaled per sample so that its largest entry is 1
-                direction = grad / grad.flatten(1).abs().amax(1).clamp_min(1e-30).view(-1, 1, 1, 1)
-            xt = project(xt - alpha * direction, x0, epsilon)
-            with torch.no_grad():
-                lt = model(xt)
-            ht = _heatmap(model, xt, lab, method, options, False)
-            ot = _objective(kind, ht, lt, ref)
+            xt, loss, lt, ht, ot = _step(model, surrogate, method, kind, xt, x0, lab, ref, ref_s, epsilon=epsilon,
+                                         alpha=alpha, beta=beta, options=options, update=update)
+            losses.append(loss)
             better = (lt.argmax(1) == lab) & (ot < best_obj)
             best_x[better], best_obj[better], best_h[better], best_logits[better] = xt[better], ot[better], \
                 ht[better], lt[better]
@@ -547,7 +559,7 @@ def cached_attack(model_key: str, model: nn.Module, x: torch.Tensor, attack: str
         weights.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     settings = {"model": model_key, "weights": weights.hexdigest(), "device": str(_device(model)), "x": x,
                 "attack": attack, "method": method, "seed": get_config().seed,
-                "batch_size": kwargs.get("batch_size") or get_config().profile.batch_size,
+                "batch_size": kwargs.get("batch_size") or get_config().profile.attack_batch_size,
                 **{k: v for k, v in kwargs.items() if k not in ("progress", "batch_size")}}
     d = cached("input-attack", settings, lambda: run_attack(model, x, attack, method, **kwargs).to_dict())
     return AttackResult.from_dict(d)

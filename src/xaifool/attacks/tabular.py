@@ -33,7 +33,6 @@ Bad input raises ``ValueError`` naming the argument and the accepted values.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import warnings
 from dataclasses import dataclass, replace
@@ -45,7 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..cache import cached
-from ..config import get_config
+from ..config import get_config, one_thread
 from ..data import TABULAR_DATASETS, TabularDataset, load_tabular
 from ..explain import import_quietly
 
@@ -68,21 +67,6 @@ CONCEALMENT_LAMBDA = 1.0
 # --------------------------------------------------------------------------------------
 # Validation and data
 # --------------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def _one_thread():
-    """Run torch on one thread inside the block (restored afterwards).
-
-    The tabular networks are tiny (32 hidden units); a second intra-op thread brings nothing
-    and, on a busy 2-core machine, its spin-waiting costs several times the useful work.
-    """
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
 
 def check_dataset(name: str) -> str:
     if name not in TABULAR_DATASETS:
@@ -140,13 +124,10 @@ def reference_accuracy(ds: TabularDataset) -> dict:
     of the biased classifier ``f`` and of always predicting the majority class."""
     from ..models import train_tabular_model
 
-    X = torch.from_numpy(ds.X_test)
     out = {}
-    with _one_thread():
+    with one_thread():
         for kind, label in (("mlp", "MLP"), ("logreg", "logistic regression")):
-            net = train_tabular_model(ds, kind)
-            with torch.no_grad():
-                pred = net(X).argmax(1).numpy()
+            pred = _torch_predict(train_tabular_model(ds, kind))(ds.X_test)
             out[label] = float((pred == ds.y_test).mean())
     out["biased f (sensitive attribute only)"] = float((BiasedClassifier(ds.sensitive_index).predict(ds.X_test)
                                                         == ds.y_test).mean())
@@ -562,16 +543,12 @@ def conceal(name: str, *, sensitive: str | None = None, strength: float = 0.3, l
     ds0 = replace(ds0, sensitive=ds0.feature_names[s])
     ytr, yte = biased_labels(ds0, strength, seed=seed)
     ds = replace(ds0, y_train=ytr, y_test=yte)
-    with _one_thread():
-        base = train_tabular_model(ds, "mlp", seed=seed)
+    base = train_tabular_model(ds, "mlp", seed=seed)  # trains on one thread itself
     settings = dict(name=name, sensitive=ds.sensitive, strength=strength, lam=lam, epochs=epochs, lr=lr, n_batches=n_batches, seed=seed,
                     base=[v for v in base.state_dict().values()])
 
+    @one_thread()
     def finetune():
-        with _one_thread():
-            return _finetune()
-
-    def _finetune():
         torch.manual_seed(seed)
         net = copy.deepcopy(base).train()
         X, y = torch.from_numpy(ds.X_train), torch.from_numpy(ds.y_train)
@@ -590,10 +567,10 @@ def conceal(name: str, *, sensitive: str | None = None, strength: float = 0.3, l
 
 
 def _torch_predict(model):
-    @torch.no_grad()
-    def predict(X):
-        return model(torch.as_tensor(np.asarray(X), dtype=torch.float32)).argmax(1).numpy()
-    return predict
+    """NumPy rows → predicted classes of a torch model (the interface of :func:`flip_rate`)."""
+    from ..models import predict
+
+    return lambda X: predict(model, torch.as_tensor(np.asarray(X), dtype=torch.float32)).argmax(1).numpy()
 
 
 def concealment_report(ds: TabularDataset, models: dict, *, n_explain: int | None = None,
@@ -620,7 +597,7 @@ def concealment_report(ds: TabularDataset, models: dict, *, n_explain: int | Non
     g = ds.X_test[:, s] > 0.5
     context = dict(background=ds.X_train, feature_names=ds.feature_names, categorical=ds.categorical)
     out = {}
-    with _one_thread():
+    with one_thread():
         for key, model in models.items():
             out[key] = _report_one(model.eval(), ds, s, X, rows, g, context, true_labels, seed, E)
     return out
