@@ -9,7 +9,12 @@ keep-the-best rule) — ``xaifool.attacks.input._step``, the body of the attacks
 Measured for the CIFAR-10 ResNet-20 at 32 px and the ImageNet MobileNetV2 at 224 px, on the
 configured device (``XAIFOOL_DEVICE``; a GPU when present). Reports images × iterations per
 second and the ratio batched / loop, and the throughput against the batch size (where it levels
-off, the step is bound by arithmetic and no batching can do better); writes
+off, the step is bound by arithmetic and no batching can do better). Against the hardware: the
+device's practical peak (a large matrix product's FLOP/s, fp32, and on a GPU TF32 and bf16), the
+FLOPs of one step (counted op by op, double backward included) and the fraction of the peak the
+step achieves. How cost grows: throughput and peak memory against image size and depth. Variants
+of the same step (TF32, channels-last, cuDNN autotuning, bf16 autocast) against the plain fp32
+eager step, each with the largest difference of the iterates after a few steps. Writes
 ``benchmarks/results/attacks-<device>.json``.
 Needs only torch/torchvision and the xaifool package (random images if no data mirror).
 """
@@ -17,13 +22,17 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
+import contextlib
+
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 from xaifool import describe, get_config, models
+from xaifool.config import device_name
 from xaifool.attacks import input as A
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -70,6 +79,128 @@ def _forward_flops(model, x):
     return counter.get_total_flops() / x.shape[0]
 
 
+class _FlopCount(TorchDispatchMode):
+    """Counts the FLOPs of every op torch's flop counter knows (convolutions, their backward,
+    matrix products), op by op. Unlike ``FlopCounterMode`` it tracks no modules, so it follows
+    ``autograd.grad(create_graph=True)`` (the double backward of an attack step)."""
+
+    def __init__(self):
+        super().__init__()
+        self.flops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        count = flop_registry.get(func._overloadpacket)
+        if count is not None:
+            self.flops += count(*args, **kwargs, out_val=out)
+        return out
+
+
+def step_flops(model, x):
+    """FLOPs per image of one attack step (counted on a batch of ``x``)."""
+    step, label, mask = _setup(model, x)
+    with _FlopCount() as c:
+        step(x, x, label, mask)
+    return c.flops / x.shape[0]
+
+
+def matmul_peak(dev, dtype=torch.float32, n=None, repeats=5):
+    """FLOP/s of an n × n × n matrix product on ``dev``: the practical peak of that precision."""
+    n = n or (8192 if dev.type == "cuda" else 2048)
+    a = torch.randn(n, n, device=dev, dtype=dtype)
+    b = torch.randn(n, n, device=dev, dtype=dtype)
+    best, _ = _time(lambda: a @ b, dev, repeats)
+    return 2 * n ** 3 / best
+
+
+@contextlib.contextmanager
+def _variant(tf32=False, cudnn_benchmark=False):
+    """Backend switches of a variant, restored afterwards."""
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    try:
+        yield
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+         torch.backends.cudnn.benchmark) = old
+
+
+VARIANTS = {  # name → (tf32, channels_last, cudnn.benchmark, bf16 autocast)
+    "plain fp32": (False, False, False, False),
+    "channels-last": (False, True, False, False),
+    "TF32": (True, False, False, False),
+    "TF32 + cuDNN autotune": (True, False, True, False),
+    "TF32 + channels-last + autotune": (True, True, True, False),
+    "bf16 autocast + autotune": (False, False, True, True),
+}
+
+
+def variants(model, x, repeats, n_steps=10, names=None):
+    """img·it/s of the same step under each variant, and max |x_adv − x_adv(plain)| after ``n_steps``
+    steps from the same start (a sign step flips where the gradient's sign differs: the difference
+    is then a multiple of the step size α)."""
+    dev = next(model.parameters()).device
+    rows, ref = [], None
+    for name in names or VARIANTS:
+        tf32, cl, bench, bf16 = VARIANTS[name]
+        if dev.type != "cuda" and (tf32 or bench or bf16):
+            continue
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        m = model.to(memory_format=fmt)
+        xv = x.to(dev).contiguous(memory_format=fmt)
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with _variant(tf32, bench), amp:
+            step, label, mask = _setup(m, xv)
+            best, _ = _time(lambda: step(xv, xv, label, mask), dev, repeats)
+            xt = xv
+            for _ in range(n_steps):
+                xt = step(xt, xv, label, mask)[0]
+        xt = xt.float().contiguous().cpu()
+        if ref is None:
+            ref = xt
+        rows.append({"variant": name, "img_iter_per_s": x.shape[0] / best, "seconds_per_step": best,
+                     "max_abs_diff_x_adv": float((xt - ref).abs().max()), "n_steps": n_steps,
+                     "alpha": 1 / 255})
+        print(f"    {name:32s} {rows[-1]['img_iter_per_s']:9.1f} img·it/s, max |Δx_adv| after {n_steps} steps "
+              f"{rows[-1]['max_abs_diff_x_adv']:.2e}")
+    model.to(memory_format=torch.contiguous_format)
+    return rows
+
+
+def _peak_memory(dev, fn):
+    if dev.type != "cuda":
+        return None
+    torch.cuda.synchronize(dev)
+    torch.cuda.reset_peak_memory_stats(dev)
+    fn()
+    torch.cuda.synchronize(dev)
+    return torch.cuda.max_memory_allocated(dev)
+
+
+def growth(dev, repeats, batch, sizes=(32, 64, 128, 224), depths=(20, 32, 44, 56)):
+    """Throughput, FLOPs and peak memory of one step against image size (ResNet-20) and depth (32 px)."""
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for depth in depths:
+        for size in (sizes if depth == depths[0] else (32,)):
+            model = models.load_cifar_resnet(depth, device=dev)
+            b = max(1, batch * 32 * 32 // (size * size)) if dev.type == "cuda" else max(1, batch // (size // 32) ** 2)
+            x = torch.rand(b, 3, size, size, generator=g).to(dev)
+            step, label, mask = _setup(model, x)
+            best, _ = _time(lambda: step(x, x, label, mask), dev, repeats)
+            mem = _peak_memory(dev, lambda: step(x, x, label, mask))
+            flops = step_flops(model, x[: min(4, b)])
+            rows.append({"depth": depth, "size": size, "batch": b, "img_iter_per_s": b / best,
+                         "step_gflop_per_image": flops / 1e9, "achieved_tflops": flops * b / best / 1e12,
+                         "peak_memory_bytes": mem, "memory_per_image_bytes": None if mem is None else mem / b})
+            print(f"    ResNet-{depth} {size:3d} px, batch {b:4d}: {rows[-1]['img_iter_per_s']:9.1f} img·it/s, "
+                  f"{rows[-1]['achieved_tflops']:.2f} TFLOP/s" + ("" if mem is None else f", {mem / 2**20:.0f} MiB"))
+    return rows
+
+
 def _setup(model, x):
     """The step function and the attack's fixed inputs (labels, top-k masks) for images ``x``."""
     surrogate = A._surrogate(model, "gradient", A.DEFAULT_BETA)
@@ -107,7 +238,8 @@ def bench_model(name, model, x, repeats):
 
 
 def batch_scaling(model, x, sizes, repeats, min_images):
-    """img·it/s of one batched step for each batch size in ``sizes`` (images repeated to fill)."""
+    """img·it/s (and, on a GPU, peak memory) of one batched step for each batch size in ``sizes``
+    (images repeated to fill)."""
     dev = next(model.parameters()).device
     rows = []
     for b in sizes:
@@ -120,19 +252,12 @@ def batch_scaling(model, x, sizes, repeats, min_images):
                 step(xb, xb, label, mask)
 
         best, _ = _time(run, dev, repeats)
-        rows.append({"batch": b, "img_iter_per_s": b * calls / best, "seconds_per_step": best / calls})
-        print(f"    batch {b:4d}: {rows[-1]['img_iter_per_s']:8.1f} img·it/s")
+        mem = _peak_memory(dev, lambda: step(xb, xb, label, mask))
+        rows.append({"batch": b, "img_iter_per_s": b * calls / best, "seconds_per_step": best / calls,
+                     "peak_memory_bytes": mem})
+        print(f"    batch {b:4d}: {rows[-1]['img_iter_per_s']:8.1f} img·it/s"
+              + ("" if mem is None else f", {mem / 2**20:.0f} MiB"))
     return rows
-
-
-def _cpu_name():
-    try:  # Linux: the model name; platform.processor() only says "x86_64" there
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _images(kind, n):
@@ -164,10 +289,27 @@ def main():
     runs.append(bench_model("mobilenet_v2", mobilenet, imagenet, repeats=5 if gpu else 2))
     runs[1]["batch_scaling"] = batch_scaling(mobilenet, imagenet, (1, 2, 4, 8, 16, 32, 64) if gpu else (1, 2, 4, 8),
                                              repeats=3 if gpu else 2, min_images=64 if gpu else 8)
-    name = torch.cuda.get_device_name(dev) if gpu else _cpu_name()
+    name = device_name(dev)
+    peaks = {"fp32": matmul_peak(dev)}
+    if gpu:
+        with _variant(tf32=True):
+            peaks["tf32"] = matmul_peak(dev)
+        peaks["bf16"] = matmul_peak(dev, torch.bfloat16)
+    print("matrix-product peak: " + ", ".join(f"{k} {v / 1e12:.1f} TFLOP/s" for k, v in peaks.items()))
+    for run, (model, x) in zip(runs, ((resnet, cifar), (mobilenet, imagenet))):
+        run["step_gflop_per_image"] = step_flops(model, x[:4].to(dev)) / 1e9
+        run["achieved_tflops"] = run["step_gflop_per_image"] * run["batched"]["img_iter_per_s"] / 1e3
+        run["fraction_of_fp32_peak"] = run["achieved_tflops"] * 1e12 / peaks["fp32"]
+        print(f"{run['model']:>12}: {run['step_gflop_per_image']:.2f} GFLOP per image and step, "
+              f"{run['achieved_tflops']:.2f} TFLOP/s = {100 * run['fraction_of_fp32_peak']:.1f} % of the fp32 peak")
+        print(f"  variants ({run['model']}):")
+        run["variants"] = variants(model, x[: run["batch"]], repeats=3 if gpu else 2)
+    print("  growth (image size, depth):")
+    growth_rows = growth(dev, repeats=3 if gpu else 1, batch=256 if gpu else 16)
     record = {"benchmark": "attacks", "device": str(dev), "device_name": name, "threads": torch.get_num_threads(),
               "torch": torch.__version__, "profile": cfg.profile.name, "cpu_count": os.cpu_count(),
               "load_average_1min_before": load_before, "load_average_1min_after": os.getloadavg()[0],
+              "matmul_peak_flops": peaks, "growth": growth_rows,
               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": runs}
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"attacks-{dev.type}.json"

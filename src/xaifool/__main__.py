@@ -1,8 +1,11 @@
-"""Command line: ``python -m xaifool {fetch,run,bench,info}``.
+"""Command line: ``python -m xaifool {fetch,run,bench,full-results,info}``.
 
 fetch           verify (and download where needed) every data file the book uses
 run NOTEBOOK    execute one chapter (jupytext MyST markdown) and save the executed .ipynb
 bench           run the benchmarks in benchmarks/ and write JSON under benchmarks/results/
+full-results    compute each chapter's "paper vs this book" numbers in the active profile without
+                the book tool chain (XAIFOOL_PROFILE=full on a GPU) and write
+                benchmarks/results/full/<chapter>.json
 info            print the profile, device and directories in use
 """
 from __future__ import annotations
@@ -72,6 +75,16 @@ def _bench(args) -> int:
     return 0
 
 
+def _full_results(args) -> int:
+    from .full_results import run
+
+    print(describe())
+    t0 = time.perf_counter()
+    paths = run(args.only or None, out_dir=args.out, command=args.command or "")
+    print(f"full-results: {len(paths)} chapter(s) in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 def _info(args) -> int:
     cfg = get_config()
     print(describe())
@@ -94,6 +107,11 @@ def main(argv=None) -> int:
     b = sub.add_parser("bench", help="run the benchmarks")
     b.add_argument("only", nargs="*", help="benchmark names (file stems) to run; default all")
     b.set_defaults(fn=_bench)
+    f = sub.add_parser("full-results", help="paper-scale numbers of each chapter as JSON (no book tool chain)")
+    f.add_argument("--only", nargs="*", help="chapters (notebook stems) to run; default all")
+    f.add_argument("--out", help="folder for the JSON records (default benchmarks/results/full)")
+    f.add_argument("--command", help="the command line to record (default: this one)")
+    f.set_defaults(fn=_full_results)
     sub.add_parser("info", help="profile, device, directories").set_defaults(fn=_info)
     args = parser.parse_args(argv)
     return args.fn(args)

@@ -3,7 +3,9 @@
 One frozen dataclass, read once from the environment:
 
 ``XAIFOOL_PROFILE``  ``quick`` (default: CPU-sized, whole book in minutes) or ``full``
-                     (paper-scale sizes; uses a GPU when one is present).
+                     (paper-scale sizes; uses a GPU when one is present); ``smoke`` is for
+                     tests only: the full profile's settings with tiny sizes, so that the
+                     full profile's code paths run in seconds on a CPU.
 ``XAIFOOL_DEVICE``   force a torch device (``cpu``, ``cuda``, ``cuda:1``); default: ``cuda``
                      when available, else ``cpu``.
 ``XAIFOOL_CACHE``    where cached artefacts go (default ``<repo>/.cache/xaifool``).
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-PROFILES = ("quick", "full")
+PROFILES = ("quick", "full", "smoke")
 
 #: The repository root (``src/xaifool/config.py`` → three levels up).
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -120,10 +122,10 @@ FULL = Profile(
     n_accuracy_cifar=10000,
     # --- FULL: input-manipulation attacks ---
     attack_n_cifar=256,
-    attack_n_imagenet=8,
+    attack_n_imagenet=16,
     attack_iters=50,
-    attack_iters_imagenet=30,
-    dombrowski_iters=300,
+    attack_iters_imagenet=300,     # Ghorbani et al.'s ImageNet budget
+    dombrowski_iters=1500,         # Dombrowski et al.'s number of steps
     attack_batch_size=128,
     attack_ig_steps=16,
     attack_smoothgrad_samples=16,
@@ -132,6 +134,36 @@ FULL = Profile(
     scaffold_detector_rows=400,
     concealment_epochs=150,
     # --- FULL: end tabular attacks ---
+)
+
+
+#: Tests only: every setting of FULL that is not a size (batch sizes, interpreter options inside
+#: attacks, k on ImageNet) with tiny sizes, so that the full profile's code paths run in seconds.
+SMOKE = replace(
+    FULL,
+    name="smoke",
+    n_images=2,
+    n_cifar=8,
+    n_tabular_explain=2,
+    lime_samples=60,
+    shap_samples=40,
+    shap_background=4,
+    tabular_epochs=4,
+    n_timing_images=1,
+    n_accuracy_imagenet=4,
+    n_accuracy_cifar=32,
+    attack_n_cifar=3,
+    attack_n_imagenet=1,
+    attack_iters=2,
+    attack_iters_imagenet=2,
+    dombrowski_iters=2,
+    attack_ig_steps=2,
+    attack_smoothgrad_samples=2,
+    smoothgrad_samples=2,
+    ig_steps=2,
+    lime_image_samples=20,
+    scaffold_detector_rows=6,
+    concealment_epochs=2,
 )
 
 
@@ -153,7 +185,7 @@ def _profile_from_env(value: str | None) -> Profile:
     name = (value or "quick").strip().lower()
     if name not in PROFILES:
         raise ValueError(f"XAIFOOL_PROFILE must be one of {PROFILES}, got {value!r}")
-    return QUICK if name == "quick" else FULL
+    return {"quick": QUICK, "full": FULL, "smoke": SMOKE}[name]
 
 
 def _device_from_env(value: str | None) -> torch.device:
@@ -226,6 +258,22 @@ def seed_everything(seed: int | None = None) -> int:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return seed
+
+
+def device_name(device: torch.device | str | None = None) -> str:
+    """The GPU's name for a CUDA device, else the CPU's model name (Linux), else the architecture."""
+    dev = torch.device(device) if device is not None else get_config().device
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    try:  # platform.processor() only says "x86_64" on Linux
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
 
 
 def describe() -> str:

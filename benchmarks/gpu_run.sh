@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Paper-scale run on a GPU machine that has torch but not the book's tool chain:
+# the attack benchmark, then every chapter's full-profile numbers (python -m xaifool full-results).
+#
+#   bash benchmarks/gpu_run.sh [WHEELS_DIR] [DATA_DIR] [SECONDS]
+#
+# WHEELS_DIR  wheels of what the machine lacks (zennit, captum, lime, shap, slicer), installed into
+#             /tmp/site; skipped if the folder has none
+# DATA_DIR    a data mirror holding the files the run needs (XAIFOOL_DATA; see MANIFEST.md)
+# SECONDS     wall-clock budget of the whole run (default 540); each part gets a share and is
+#             stopped at its end, so a slow part never costs the others their results
+#
+# Writes benchmarks/results/attacks-cuda.json, benchmarks/results/full/<chapter>.json and logs
+# under benchmarks/results/full/logs/. The tabular chapter is CPU work (LIME, KernelSHAP): it runs
+# beside the GPU chapter on a few CPU threads; a part it has not finished is recorded as
+# "complete": false.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+WHL=${1:-.gpu/whl}
+DATA=${2:-.gpu/data}
+BUDGET=${3:-540}
+start=$(date +%s)
+left() { echo $(( BUDGET - ($(date +%s) - start) )); }
+
+if compgen -G "$WHL/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHL"/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" XAIFOOL_DATA="$(cd "$DATA" && pwd)" PYTHONUNBUFFERED=1
+export XAIFOOL_CACHE=/tmp/xaifool-cache
+LOGS=benchmarks/results/full/logs
+mkdir -p "$LOGS"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+python3 -c "import torch, torchvision, zennit, captum; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+
+# 1. the benchmark alone on the machine (timings), at most a third of the budget
+timeout $(( BUDGET / 3 )) python3 -m xaifool bench attacks 2>&1 | tee "$LOGS/bench.log"
+echo "bench: rc ${PIPESTATUS[0]}, $(left) s left"
+
+# 2. the tabular chapter on 4 CPU threads in the background, the image chapter on the GPU
+(OMP_NUM_THREADS=4 MKL_NUM_THREADS=4 XAIFOOL_PROFILE=full XAIFOOL_DEVICE=cpu \
+   timeout $(( $(left) - 15 )) python3 -m xaifool full-results --only 08_experiments > "$LOGS/08_experiments.log" 2>&1;
+ echo "tabular: rc $?" >> "$LOGS/08_experiments.log") &
+XAIFOOL_PROFILE=full XAIFOOL_DEVICE=cuda timeout $(( $(left) - 15 )) \
+  python3 -m xaifool full-results --only 02a_input_manipulation 2>&1 | tee "$LOGS/02a_input_manipulation.log"
+echo "input chapter: rc ${PIPESTATUS[0]}, $(left) s left"
+wait
+tail -3 "$LOGS/08_experiments.log"
+echo "total $(( $(date +%s) - start )) s"

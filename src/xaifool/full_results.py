@@ -1,0 +1,186 @@
+"""Paper-scale results without the book tool chain: ``python -m xaifool full-results [--only CHAPTER]``.
+
+A GPU lent for a few minutes cannot build the book (no jupyter-book there, no internet, a small
+working tree), so the computations behind each chapter's "paper vs this book" table run here on
+their own, through :mod:`xaifool.experiments` — the functions the chapters call — in the active
+profile (``XAIFOOL_PROFILE=full`` on the GPU), and write one small JSON record per chapter:
+
+``benchmarks/results/full/<chapter>.json``::
+
+    {"schema": "xaifool.full-results/1", "chapter": "02a_input_manipulation", "profile": "full",
+     "device": "cuda", "device_name": "NVIDIA H100 80GB HBM3", "date": "2026-…Z", "commit": "…",
+     "command": "…", "torch": "2.11.0", "seconds": 123.4, "complete": true,
+     "settings": {profile sizes used}, "numbers": {the chapter's headline numbers}}
+
+The book reads these records (:func:`load`) and shows them next to the numbers of its own build,
+labelled as a recorded full-profile run. Needs torch, torchvision, the few libraries the
+computation uses (zennit for LRP; lime and shap for the tabular chapter) and the data files
+(``XAIFOOL_DATA``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .config import REPO_ROOT, device_name, get_config
+
+__all__ = ["CHAPTERS", "SCHEMA", "RESULTS_DIR", "run", "record", "check_record", "load", "write"]
+
+SCHEMA = "xaifool.full-results/1"
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results" / "full"
+
+_REQUIRED = {"schema": str, "chapter": str, "profile": str, "device": str, "device_name": str, "date": str,
+             "commit": str, "command": str, "torch": str, "seconds": (int, float), "complete": bool,
+             "settings": dict, "numbers": dict}
+
+
+def _input_chapter(P, partial):
+    from . import experiments as X
+
+    s = X.input_setup(P)
+
+    def numbers(results):
+        return {**X.input_numbers(results, s.k), "n_images": len(s.x), "n_pool": s.n_pool}
+
+    return numbers(X.input_results(P, s, on_done=lambda r: partial(numbers(r))))
+
+
+def _tabular_chapter(P, partial):
+    from . import experiments as X
+
+    return X.tabular_numbers(on_done=partial)
+
+
+#: chapter (notebook stem) → (function(profile, partial) → numbers, the profile fields it depends on)
+CHAPTERS = {
+    "02a_input_manipulation": (_input_chapter, (
+        "attack_n_cifar", "attack_n_imagenet", "attack_iters", "attack_iters_imagenet", "dombrowski_iters",
+        "attack_batch_size", "attack_ig_steps", "attack_smoothgrad_samples")),
+    "08_experiments": (_tabular_chapter, (
+        "n_tabular_explain", "lime_samples", "shap_samples", "shap_background", "scaffold_detector_rows",
+        "concealment_epochs", "tabular_epochs")),
+}
+
+
+def _commit() -> str:
+    env = os.environ.get("XAIFOOL_COMMIT")
+    if env:
+        return env
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def record(chapter: str, numbers: dict, *, seconds: float, complete: bool = True, command: str = "") -> dict:
+    """A full-results record of ``numbers`` for ``chapter`` with the run's context (see the module doc)."""
+    if chapter not in CHAPTERS:
+        raise ValueError(f"chapter must be one of {sorted(CHAPTERS)}, got {chapter!r}")
+    cfg = get_config()
+    fields = CHAPTERS[chapter][1]
+    rec = {
+        "schema": SCHEMA, "chapter": chapter, "profile": cfg.profile.name, "device": cfg.device.type,
+        "device_name": device_name(cfg.device), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": _commit(), "command": command or " ".join(["python -m xaifool"] + sys.argv[1:]),
+        "torch": torch.__version__, "seconds": float(seconds), "complete": bool(complete),
+        "settings": {f: getattr(cfg.profile, f) for f in fields}, "numbers": numbers,
+    }
+    check_record(rec)
+    return rec
+
+
+def _finite_numbers(obj, path="numbers"):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise ValueError(f"record: {path} has a non-string key {k!r}")
+            _finite_numbers(v, f"{path}.{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _finite_numbers(v, f"{path}[{i}]")
+    elif isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return
+    elif isinstance(obj, (int, float)):
+        if obj != obj or obj in (float("inf"), float("-inf")):
+            raise ValueError(f"record: {path} is not a finite number ({obj})")
+    else:
+        raise ValueError(f"record: {path} holds a {type(obj).__name__}; accepted: numbers, strings, lists, dicts")
+
+
+def check_record(rec) -> dict:
+    """Validate a full-results record against the schema; raise ``ValueError`` naming what is wrong."""
+    if not isinstance(rec, dict):
+        raise ValueError(f"record must be a dict, got {type(rec).__name__}")
+    missing = sorted(set(_REQUIRED) - set(rec))
+    if missing:
+        raise ValueError(f"record lacks the field(s) {missing}; required: {sorted(_REQUIRED)}")
+    for name, typ in _REQUIRED.items():
+        if not isinstance(rec[name], typ) or (typ is not bool and isinstance(rec[name], bool)):
+            raise ValueError(f"record: {name} must be {typ}, got {type(rec[name]).__name__}")
+    if rec["schema"] != SCHEMA:
+        raise ValueError(f"record: schema must be {SCHEMA!r}, got {rec['schema']!r}")
+    if rec["chapter"] not in CHAPTERS:
+        raise ValueError(f"record: chapter must be one of {sorted(CHAPTERS)}, got {rec['chapter']!r}")
+    from .config import PROFILES
+
+    if rec["profile"] not in PROFILES:
+        raise ValueError(f"record: profile must be one of {PROFILES}, got {rec['profile']!r}")
+    if rec["seconds"] < 0:
+        raise ValueError(f"record: seconds must be >= 0, got {rec['seconds']}")
+    _finite_numbers(rec["numbers"])
+    _finite_numbers(rec["settings"], "settings")
+    return rec
+
+
+def write(rec: dict, out_dir: Path | None = None) -> Path:
+    """Write ``rec`` (validated) to ``<out_dir>/<chapter>.json`` atomically."""
+    check_record(rec)
+    out_dir = Path(out_dir) if out_dir is not None else RESULTS_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{rec['chapter']}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(rec, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def load(chapter: str, results_dir: Path | None = None, *, profile: str = "full") -> dict | None:
+    """The recorded run of ``chapter`` in ``profile`` (validated), or None if none was recorded."""
+    if chapter not in CHAPTERS:
+        raise ValueError(f"chapter must be one of {sorted(CHAPTERS)}, got {chapter!r}")
+    path = (Path(results_dir) if results_dir is not None else RESULTS_DIR) / f"{chapter}.json"
+    if not path.is_file():
+        return None
+    rec = check_record(json.loads(path.read_text()))
+    return rec if rec["profile"] == profile else None
+
+
+def run(only=None, out_dir: Path | None = None, command: str = "", log=print) -> list[Path]:
+    """Compute and write the record of every chapter in ``only`` (default: all), in the active profile."""
+    chapters = list(CHAPTERS) if not only else list(only)
+    bad = [c for c in chapters if c not in CHAPTERS]
+    if bad:
+        raise ValueError(f"only must name chapters among {sorted(CHAPTERS)}, got {bad}")
+    P = get_config().profile
+    written = []
+    for chapter in chapters:
+        fn = CHAPTERS[chapter][0]
+        t0 = time.perf_counter()
+        log(f"== {chapter} ({P.name} profile, {get_config().device})")
+
+        def partial(numbers, chapter=chapter, t0=t0):
+            write(record(chapter, json.loads(json.dumps(numbers)), seconds=time.perf_counter() - t0,
+                         complete=False, command=command), out_dir)
+
+        numbers = fn(P, partial)
+        path = write(record(chapter, numbers, seconds=time.perf_counter() - t0, command=command), out_dir)
+        log(f"   {time.perf_counter() - t0:.1f} s -> {path}")
+        written.append(path)
+    return written

@@ -1,0 +1,86 @@
+"""The full profile's code paths, run at tiny sizes (the ``smoke`` profile), and the record schema."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from xaifool import config, full_results
+from xaifool.config import REPO_ROOT
+
+
+def _record(**changes):
+    rec = {"schema": full_results.SCHEMA, "chapter": "02a_input_manipulation", "profile": "full", "device": "cuda",
+           "device_name": "GPU", "date": "2026-11-27T00:00:00Z", "commit": "abc", "command": "python -m xaifool",
+           "torch": "2.11", "seconds": 1.0, "complete": True, "settings": {"attack_iters": 50},
+           "numbers": {"curves": {"gradient": {"topk": {"8": {"topk": 0.1}}}}}}
+    rec.update(changes)
+    return rec
+
+
+def test_smoke_profile_has_full_settings_and_tiny_sizes():
+    s, f = config.SMOKE, config.FULL
+    assert s.name == "smoke" and s.seed == f.seed
+    # settings that are not sizes stay those of the full profile
+    assert s.attack_batch_size == f.attack_batch_size and s.batch_size == f.batch_size
+    for name in ("attack_n_cifar", "attack_iters", "attack_iters_imagenet", "dombrowski_iters", "n_tabular_explain"):
+        assert getattr(s, name) < getattr(f, name), name
+    assert config._profile_from_env("smoke") is config.SMOKE
+
+
+def test_check_record_accepts_a_valid_record_and_names_what_is_wrong():
+    assert full_results.check_record(_record()) is not None
+    with pytest.raises(ValueError, match="lacks the field"):
+        full_results.check_record({k: v for k, v in _record().items() if k != "commit"})
+    with pytest.raises(ValueError, match="chapter must be one of"):
+        full_results.check_record(_record(chapter="99_nothing"))
+    with pytest.raises(ValueError, match="schema"):
+        full_results.check_record(_record(schema="other/1"))
+    with pytest.raises(ValueError, match="complete must be"):
+        full_results.check_record(_record(complete=1))
+    with pytest.raises(ValueError, match="not a finite number"):
+        full_results.check_record(_record(numbers={"a": {"b": float("nan")}}))
+    with pytest.raises(ValueError, match="holds a"):
+        full_results.check_record(_record(numbers={"a": object()}))
+
+
+def test_write_and_load_round_trip(tmp_path):
+    path = full_results.write(_record(), tmp_path)
+    assert path.name == "02a_input_manipulation.json"
+    assert full_results.load("02a_input_manipulation", tmp_path)["numbers"] == _record()["numbers"]
+    assert full_results.load("02a_input_manipulation", tmp_path, profile="quick") is None
+    assert full_results.load("08_experiments", tmp_path) is None
+    with pytest.raises(ValueError, match="chapter must be one of"):
+        full_results.load("nope", tmp_path)
+    with pytest.raises(ValueError, match="only must name chapters"):
+        full_results.run(["nope"], out_dir=tmp_path)
+
+
+def test_recorded_results_in_the_repository_follow_the_schema():
+    """Every committed record (the GPU runs the book shows) is valid."""
+    for p in sorted(full_results.RESULTS_DIR.glob("*.json")):
+        rec = full_results.check_record(json.loads(p.read_text()))
+        assert p.stem == rec["chapter"]
+
+
+@pytest.mark.slow
+def test_full_profile_code_paths_run_at_smoke_sizes(mirror_available, tmp_path):
+    """``python -m xaifool full-results`` in the smoke profile: every chapter's paper-scale path runs
+    end to end (a reader with a GPU must not discover a crash after an hour) and writes valid records."""
+    env = {**os.environ, "XAIFOOL_PROFILE": "smoke", "XAIFOOL_DEVICE": "cpu", "XAIFOOL_CACHE": str(tmp_path / "cache")}
+    out = tmp_path / "full"
+    proc = subprocess.run([sys.executable, "-m", "xaifool", "full-results", "--out", str(out)], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for chapter in full_results.CHAPTERS:
+        rec = full_results.check_record(json.loads((out / f"{chapter}.json").read_text()))
+        assert rec["profile"] == "smoke" and rec["complete"] and rec["device"] == "cpu"
+        assert rec["settings"]["attack_iters" if chapter.startswith("02a") else "n_tabular_explain"] == 2
+    num = json.loads((out / "02a_input_manipulation.json").read_text())["numbers"]
+    assert set(num["curves"]) == {"gradient", "grad_x_input", "integrated_gradients", "smoothgrad", "gradcam", "lrp"}
+    assert set(num["curves"]["gradient"]) == {"random", "topk", "center"}
+    for m in ("gradient", "lrp"):
+        assert 0 <= num["imagenet"][m]["topk"]["topk"] <= 1 and num["dombrowski"][m]["label_kept"] == 1.0
+    tab = json.loads((out / "08_experiments.json").read_text())["numbers"]
+    assert set(tab["slack"]) == {"compas", "german"} and set(tab["dimanov"]) == {"compas", "german"}
