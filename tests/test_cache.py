@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from xaifool import cache as C
 from xaifool.cache import cache_key, cached
 
 
@@ -41,9 +42,127 @@ def test_key_depends_on_settings_and_tensor_content():
         cache_key("a", {"f": object()})
 
 
-def test_key_depends_on_package_code(monkeypatch):
-    from xaifool import cache
+# ---------------------------------------------------------------------------------------
+# Keys follow the source of the modules an artefact depends on, and nothing else
+# ---------------------------------------------------------------------------------------
 
+_REAL_READ = C._read_source
+
+
+@pytest.fixture
+def edit(monkeypatch):
+    """``edit("plot.py", ...)``: the cache sees those package files changed (the real files are untouched)."""
+    monkeypatch.delenv("XAIFOOL_NO_CACHE", raising=False)
+    edits: dict[str, bytes] = {}
+
+    def read(relpath):
+        return _REAL_READ(relpath) + edits.get(relpath, b"")
+
+    def apply(*relpaths, text=b"\n# an edit\n"):
+        for rel in relpaths:
+            assert rel in C.package_modules().values(), rel
+            edits[rel] = edits.get(rel, b"") + text
+        C.clear_fingerprints()  # sources are otherwise read once per process
+
+    monkeypatch.setattr(C, "_read_source", read)
+    C.clear_fingerprints()
+    yield apply
+    C.clear_fingerprints()
+
+
+def test_key_depends_on_package_code(edit):
     before = cache_key("a", {"x": 1})
-    monkeypatch.setattr(cache, "code_fingerprint", lambda: "different code")
+    edit("models.py")
     assert cache_key("a", {"x": 1}) != before
+
+
+@pytest.mark.parametrize("depends, attack_file", [
+    (("xaifool.attacks.input",), "attacks/input.py"),       # e.g. Heo et al.'s fine-tuning next to the input attacks
+    (("xaifool.attacks.tabular", "xaifool.training"), "attacks/tabular.py"),  # Dimanov's concealment
+    (None, "attacks/input.py"),                            # the default: every module but plot / __main__
+])
+def test_plot_edit_keeps_a_finetuned_model_but_an_attack_edit_recomputes_it(tmp_path, edit, depends, attack_file):
+    calls = []
+
+    def finetune():  # stands in for an hour of fine-tuning on the GPU
+        calls.append(1)
+        return {"state_dict": {"w": torch.randn(3, generator=torch.Generator().manual_seed(len(calls)))}}
+
+    settings = {"lr": 1e-3, "epochs": 40}
+    first = cached("mock-finetune", settings, finetune, depends=depends, cache_dir=tmp_path)
+    key = cache_key("mock-finetune", settings, depends)
+
+    edit("plot.py", "__main__.py")  # a figure's style, the command line
+    assert cache_key("mock-finetune", settings, depends) == key
+    again = cached("mock-finetune", settings, finetune, depends=depends, cache_dir=tmp_path)
+    assert len(calls) == 1 and torch.equal(again["state_dict"]["w"], first["state_dict"]["w"])
+
+    edit(attack_file)  # the code that computes the model
+    assert cache_key("mock-finetune", settings, depends) != key
+    cached("mock-finetune", settings, finetune, depends=depends, cache_dir=tmp_path)
+    assert len(calls) == 2
+
+
+def test_dependencies_are_followed_through_imports(edit):
+    """``models`` imports ``data`` (and ``training`` inside a function) but not ``explain``."""
+    deps = ("xaifool.models",)
+    key = cache_key("m", {}, deps)
+    edit("explain.py")
+    assert cache_key("m", {}, deps) == key
+    edit("data.py")
+    assert cache_key("m", {}, deps) != key
+    key = cache_key("m", {}, deps)
+    edit("training.py")
+    assert cache_key("m", {}, deps) != key
+
+
+def test_a_new_import_inside_a_function_joins_the_closure(edit):
+    deps = ("xaifool.models",)
+    assert "xaifool.metrics" not in C.dependency_closure(deps)
+    edit("models.py", text=b"\n\ndef _later():\n    from .metrics import spearman\n    return spearman\n")
+    assert "xaifool.metrics" in C.dependency_closure(deps)
+    key = cache_key("m", {}, deps)
+    edit("metrics.py")
+    assert cache_key("m", {}, deps) != key
+
+
+def test_a_file_that_does_not_parse_counts_as_importing_everything(edit):
+    edit("models.py", text=b"\n\ndef half_written(:\n")
+    closure = set(C.dependency_closure(("xaifool.models",)))
+    assert set(C.default_depends()) <= closure and not closure & set(C.PRESENTATION_MODULES)
+
+
+def test_real_closures_of_the_book_artefacts():
+    C.clear_fingerprints()
+    closure = set(C.dependency_closure(("xaifool.attacks.input",)))
+    assert {"xaifool.config", "xaifool.explain", "xaifool.metrics", "xaifool.models", "xaifool.data",
+            "xaifool.attacks.input"} <= closure
+    # attacks.tabular imports plot inside its figure function: presentation is never walked into
+    tabular = set(C.dependency_closure(("xaifool.attacks.tabular",)))
+    assert {"xaifool.training", "xaifool.models", "xaifool.explain", "xaifool.data"} <= tabular
+    assert not (closure | tabular | set(C.default_depends())) & set(C.PRESENTATION_MODULES)
+    assert "xaifool.explain" not in C.dependency_closure(("xaifool.models",))
+    # named explicitly, a presentation module does count
+    assert "xaifool.plot" in C.dependency_closure(("xaifool.plot",))
+
+
+def test_depends_accepts_names_short_names_and_modules():
+    from xaifool import models
+
+    keys = {cache_key("a", {}, d) for d in [("xaifool.models",), ("models",), (models,), "xaifool.models",
+                                             ("xaifool.models", "xaifool.models")]}
+    assert len(keys) == 1
+    assert cache_key("a", {}, ("xaifool.models",)) != cache_key("a", {}, ("xaifool.models", "xaifool.explain"))
+    assert cache_key("a", {}) == cache_key("a", {}, C.default_depends())
+
+
+def test_unknown_dependency_raises_and_lists_the_modules(tmp_path):
+    with pytest.raises(ValueError, match=r"depends.*'xaifool\.attack\.input'.*xaifool\.attacks\.input"):
+        cached("a", {}, lambda: 1, depends=("xaifool.attack.input",), cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="^depends"):
+        cache_key("a", {}, ("numpy",))
+    with pytest.raises(ValueError, match="^depends"):
+        cache_key("a", {}, ())
+    with pytest.raises(ValueError, match="^depends"):
+        cache_key("a", {}, 3)
+    assert not any(tmp_path.rglob("*"))

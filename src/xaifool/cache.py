@@ -1,21 +1,33 @@
 """Content-keyed on-disk cache for expensive artefacts (trained models, attack results).
 
-``cached(name, settings, compute)`` returns ``compute()``'s value, stored at
-``<cache_dir>/<name>/<key>.pt`` where ``key`` hashes ``name``, the JSON of ``settings`` and
-the source code of the package (every ``.py`` file of ``xaifool``), so a change to the code
-that computes an artefact can never be answered with a stale one. Writes go to a temporary file in the same folder and are moved into
-place with :func:`os.replace`, so a crash never leaves a half-written entry. Entries are
-read with ``torch.load(weights_only=True)``: values must be tensors, numbers, strings,
-lists/tuples/dicts of those (a ``state_dict`` qualifies).
+``cached(name, settings, compute, depends=...)`` returns ``compute()``'s value, stored at
+``<cache_dir>/<name>/<key>.pt`` where ``key`` hashes ``name``, the JSON of ``settings`` and the
+source code the artefact depends on: the package version and the ``.py`` files of the modules
+named in ``depends`` *and of every package module they import*, found by reading their
+``import`` statements with :mod:`ast` (function-level imports included), so a change to the code
+that computes an artefact can never be answered with a stale one, while an edit elsewhere (a
+figure in ``plot.py``, a chapter's helper) keeps a fine-tuned model that took a GPU hour.
+
+``depends`` defaults to every module except the presentation-only ones
+(:data:`PRESENTATION_MODULES`: ``plot``, ``__main__``), which the import walk never enters either:
+they draw and print but compute nothing that is cached. Callers pass narrower roots, e.g.
+``depends=("xaifool.models", "xaifool.data", "xaifool.training")`` for a trained tabular model.
+
+Writes go to a temporary file in the same folder and are moved into place with
+:func:`os.replace`, so a crash never leaves a half-written entry. Entries are read with
+``torch.load(weights_only=True)``: values must be tensors, numbers, strings, lists/tuples/dicts
+of those (a ``state_dict`` qualifies).
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable
 
 import torch
@@ -23,7 +35,8 @@ import torch
 from . import __version__
 from .config import get_config
 
-__all__ = ["code_fingerprint", "cache_key", "cache_path", "cached", "atomic_save"]
+__all__ = ["PRESENTATION_MODULES", "package_modules", "default_depends", "dependency_closure", "code_fingerprint",
+           "clear_fingerprints", "cache_key", "cache_path", "cached", "atomic_save"]
 
 
 def _jsonable(obj: Any) -> Any:
@@ -43,30 +56,169 @@ def _jsonable(obj: Any) -> Any:
                      "str, int, float, bool, None, list, tuple, dict, Path, torch.Tensor")
 
 
+#: Modules that only draw or print: no cached value is computed by them, so the automatic
+#: closure of ``depends`` never walks into them (name one explicitly to depend on it).
+PRESENTATION_MODULES = ("xaifool.plot", "xaifool.__main__")
+
+_PACKAGE = __name__.rpartition(".")[0]  # "xaifool"
+_ROOT = Path(__file__).resolve().parent
+
+
+def _read_source(relpath: str) -> bytes:
+    """The bytes of the package file ``relpath`` (``"attacks/input.py"``); tests swap this out."""
+    return (_ROOT / relpath).read_bytes()
+
+
 @lru_cache(maxsize=1)
-def code_fingerprint() -> str:
-    """sha256 over the package's Python sources (path and content), computed once per process."""
-    root = Path(__file__).resolve().parent
+def package_modules() -> dict[str, str]:
+    """Every module of the package: dotted name → source path relative to the package folder."""
+    out = {}
+    for p in sorted(_ROOT.rglob("*.py")):
+        rel = p.relative_to(_ROOT)
+        parts = rel.with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join((_PACKAGE, *parts))] = rel.as_posix()
+    return out
+
+
+@lru_cache(maxsize=1)
+def _sources() -> dict[str, bytes]:
+    """Every package file's bytes, read together once per process (a snapshot of the code in use)."""
+    return {rel: _read_source(rel) for rel in package_modules().values()}
+
+
+@lru_cache(maxsize=None)
+def _direct_imports(module: str) -> frozenset[str]:
+    """Modules of the package that ``module`` imports anywhere in its source (function bodies too).
+
+    Parsed with :mod:`ast`, so nothing is imported; a file that does not parse (mid-edit) is
+    taken to import every module but the presentation ones. Importing
+    ``a.b.c`` runs ``a`` and ``a.b`` as well, so parent packages count too.
+    """
+    modules = package_modules()
+    rel = modules[module]
+    try:
+        tree = ast.parse(_sources()[rel], filename=rel)
+    except (SyntaxError, ValueError):  # a file mid-edit: assume it may import anything that computes
+        return frozenset(m for m in modules if m != module and m not in PRESENTATION_MODULES)
+    package = module if rel.endswith("__init__.py") else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - node.level + 1]
+                base = ".".join(base + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)  # ``from . import explain``
+    found.add(module.rpartition(".")[0])  # importing a module runs its parent packages
+    out = set()
+    for name in found:
+        parts = name.split(".")
+        out.update(p for p in (".".join(parts[:i]) for i in range(1, len(parts) + 1)) if p in modules)
+    out.discard(module)
+    return frozenset(out)
+
+
+def _resolve(depends) -> tuple[str, ...]:
+    """Full module names of ``depends`` (names, short names such as ``"models"``, or module objects)."""
+    modules = package_modules()
+    if isinstance(depends, (str, ModuleType)):
+        depends = (depends,)
+    try:
+        items = tuple(depends)
+    except TypeError:
+        raise ValueError(f"depends must be None or a tuple of module names / modules of {_PACKAGE}, got "
+                         f"{type(depends).__name__}") from None
+    if not items:
+        raise ValueError("depends must name at least one module (None: every non-presentation module); "
+                         f"modules of {_PACKAGE}: {sorted(modules)}")
+    names, unknown = [], []
+    for item in items:
+        name = item.__name__ if isinstance(item, ModuleType) else item
+        if isinstance(name, str) and name not in modules and f"{_PACKAGE}.{name}" in modules:
+            name = f"{_PACKAGE}.{name}"
+        (names if isinstance(name, str) and name in modules else unknown).append(name)
+    if unknown:
+        raise ValueError(f"depends names unknown module(s) {unknown}; accepted: modules of {_PACKAGE}: "
+                         f"{sorted(modules)}")
+    return tuple(sorted(set(names)))
+
+
+def default_depends() -> tuple[str, ...]:
+    """Every module of the package except :data:`PRESENTATION_MODULES`: an artefact that does not say
+    what it depends on is keyed by all the code that could compute it."""
+    return tuple(m for m in package_modules() if m not in PRESENTATION_MODULES)
+
+
+def dependency_closure(depends=None) -> tuple[str, ...]:
+    """``depends`` (default :func:`default_depends`) plus every package module they import, transitively.
+
+    The walk follows ``import`` statements anywhere in a module's source (function-level imports
+    included) but does not enter :data:`PRESENTATION_MODULES` unless they are named in ``depends``.
+    """
+    roots = _resolve(default_depends() if depends is None else depends)
+    return _closure(roots)
+
+
+@lru_cache(maxsize=None)
+def _closure(roots: tuple[str, ...]) -> tuple[str, ...]:
+    seen, todo = set(roots), list(roots)
+    while todo:
+        for dep in _direct_imports(todo.pop()):
+            if dep not in seen and dep not in PRESENTATION_MODULES:
+                seen.add(dep)
+                todo.append(dep)
+    return tuple(sorted(seen))
+
+
+def code_fingerprint(depends=None) -> str:
+    """sha256 over the package version and the sources of :func:`dependency_closure` ``(depends)``.
+
+    Files are taken in sorted order, each as its path relative to the package and its bytes.
+    The package's sources are read once per process, all together (restart the kernel after
+    editing the package, or call :func:`clear_fingerprints`).
+    """
+    return _fingerprint(dependency_closure(depends))
+
+
+@lru_cache(maxsize=None)
+def _fingerprint(closure: tuple[str, ...]) -> str:
+    modules = package_modules()
     h = hashlib.sha256(__version__.encode())
-    for p in sorted(root.rglob("*.py")):
-        h.update(str(p.relative_to(root)).encode())
-        h.update(p.read_bytes())
+    sources = _sources()
+    for rel in sorted(modules[m] for m in closure):
+        for part in (rel.encode(), sources[rel]):
+            h.update(len(part).to_bytes(8, "little"))
+            h.update(part)
     return h.hexdigest()
 
 
-def cache_key(name: str, settings: dict) -> str:
-    """Hex digest identifying ``(name, settings, package code)``."""
+def clear_fingerprints() -> None:
+    """Forget the sources read so far (they are read once per process otherwise)."""
+    for f in (package_modules, _sources, _direct_imports, _closure, _fingerprint):
+        f.cache_clear()
+
+
+def cache_key(name: str, settings: dict, depends=None) -> str:
+    """Hex digest identifying ``(name, settings, source of the modules in depends' closure)``."""
     if not isinstance(name, str) or not name or "/" in name:
         raise ValueError(f"name must be a non-empty string without '/', got {name!r}")
     if not isinstance(settings, dict):
         raise ValueError(f"settings must be a dict, got {type(settings).__name__}")
-    blob = json.dumps({"name": name, "settings": _jsonable(settings), "code": code_fingerprint()}, sort_keys=True)
+    blob = json.dumps({"name": name, "settings": _jsonable(settings), "code": code_fingerprint(depends)},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def cache_path(name: str, settings: dict, cache_dir: Path | None = None) -> Path:
+def cache_path(name: str, settings: dict, cache_dir: Path | None = None, depends=None) -> Path:
     root = Path(cache_dir) if cache_dir is not None else get_config().cache_dir
-    return root / name / f"{cache_key(name, settings)}.pt"
+    return root / name / f"{cache_key(name, settings, depends)}.pt"
 
 
 def atomic_save(obj: Any, path: Path) -> Path:
@@ -86,13 +238,16 @@ def atomic_save(obj: Any, path: Path) -> Path:
     return path
 
 
-def cached(name: str, settings: dict, compute: Callable[[], Any], *, cache_dir: Path | None = None,
-           refresh: bool = False) -> Any:
+def cached(name: str, settings: dict, compute: Callable[[], Any], *, depends=None,
+           cache_dir: Path | None = None, refresh: bool = False) -> Any:
     """Load ``name``/``settings`` from the cache, or run ``compute()`` and store its value.
 
+    depends: the modules whose source the value depends on (names such as
+             ``"xaifool.attacks.input"`` or module objects); the modules they import are added
+             (:func:`dependency_closure`). Default: every module but :data:`PRESENTATION_MODULES`.
     ``refresh=True`` recomputes and overwrites. Set ``XAIFOOL_NO_CACHE=1`` to bypass reads.
     """
-    path = cache_path(name, settings, cache_dir)
+    path = cache_path(name, settings, cache_dir, depends)
     if path.exists() and not refresh and os.environ.get("XAIFOOL_NO_CACHE") != "1":
         return torch.load(path, map_location="cpu", weights_only=True)
     value = compute()

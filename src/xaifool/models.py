@@ -240,7 +240,8 @@ def train_tabular_model(ds: TabularDataset, kind: str = "mlp", *, epochs: int | 
     kind:   ``"logreg"`` (logistic regression) or ``"mlp"`` (two hidden ReLU layers of ``hidden``)
     epochs: passes over the training split, each in 4 shuffled mini-batches (default: the
             profile's ``tabular_epochs``)
-    Cached on disk, keyed by data set, kind and every setting.
+    Trained with :func:`xaifool.training.fit`; cached on disk, keyed by data set, kind, every setting
+    and the source of ``models``, ``data`` and ``training`` (and what they import).
     """
     if kind not in TABULAR_KINDS:
         raise ValueError(f"kind must be one of {TABULAR_KINDS}, got {kind!r}")
@@ -256,23 +257,28 @@ def train_tabular_model(ds: TabularDataset, kind: str = "mlp", *, epochs: int | 
     settings = dict(data=ds.name, kind=kind, epochs=epochs, hidden=hidden, lr=lr, wd=weight_decay, seed=seed,
                     X=torch.from_numpy(ds.X_train), y=torch.from_numpy(ds.y_train))
 
+    def cross_entropy(model, batch):
+        x, y = batch
+        logits = model(x)
+        return F.cross_entropy(logits, y), {"accuracy": (logits.argmax(1) == y).float().mean()}
+
     @one_thread()
     def train():
-        torch.manual_seed(seed)
+        from .training import fit
+
+        torch.manual_seed(seed)  # seeds the initialisation and then the shuffles
         net = _tabular_net(kind, d, hidden)
         X = torch.from_numpy(ds.X_train)
         y = torch.from_numpy(ds.y_train)
         net[0] = Standardize(X.mean(0), X.std(0))
-        opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
-        for _ in range(epochs):  # one epoch = one pass in 4 shuffled mini-batches
-            for idx in torch.randperm(len(X)).chunk(4):
-                opt.zero_grad()
-                F.cross_entropy(net(X[idx]), y[idx]).backward()
-                opt.step()
+        fit(net, lambda epoch: [(X[idx], y[idx]) for idx in torch.randperm(len(X)).chunk(4)],  # 4 shuffled batches
+            cross_entropy, epochs=epochs, lr=lr, weight_decay=weight_decay, progress=None,
+            desc=f"{kind} on {ds.name}")
         return net.state_dict()
 
     net = _tabular_net(kind, d, hidden)
-    net.load_state_dict(cached(f"tabular-{kind}", settings, train))
+    net.load_state_dict(cached(f"tabular-{kind}", settings, train,
+                               depends=("xaifool.models", "xaifool.data", "xaifool.training")))
     return net.eval()
 
 

@@ -513,6 +513,20 @@ def sensitive_gradient(model: nn.Module, X: torch.Tensor, index: int, create_gra
     return torch.stack(grads, 1).abs()
 
 
+def _concealment_loss(index: int, lam: float):
+    """``(model, (x, y)) -> (cross-entropy + lam · mean |∂z_c/∂x_index|, logs)``: Dimanov et al.'s objective."""
+
+    def loss_fn(model, batch):
+        x, y = batch
+        logits = model(x)
+        ce = F.cross_entropy(logits, y)  # before the penalty, in the order of the original loop
+        penalty = sensitive_gradient(model, x, index, True).mean()
+        logs = {"accuracy": (logits.argmax(1) == y).float().mean(), "penalty": penalty.detach()}
+        return ce + lam * penalty, logs
+
+    return loss_fn
+
+
 def conceal(name: str, *, sensitive: str | None = None, strength: float = 0.3, lam: float | None = None,
             epochs: int | None = None, lr: float = 1e-3, n_batches: int = 4, seed: int | None = None):
     """Base and concealed MLP for data set ``name`` (cached).
@@ -523,6 +537,7 @@ def conceal(name: str, *, sensitive: str | None = None, strength: float = 0.3, l
     Returns ``(ds_biased, base, concealed)`` where ``ds_biased`` holds the biased labels.
     """
     from ..models import train_tabular_model
+    from ..training import fit
 
     check_dataset(name)
     cfg = get_config()
@@ -549,20 +564,16 @@ def conceal(name: str, *, sensitive: str | None = None, strength: float = 0.3, l
 
     @one_thread()
     def finetune():
-        torch.manual_seed(seed)
-        net = copy.deepcopy(base).train()
+        net = copy.deepcopy(base)
         X, y = torch.from_numpy(ds.X_train), torch.from_numpy(ds.y_train)
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
-        for _ in range(epochs):
-            for idx in torch.randperm(len(X)).chunk(n_batches):
-                opt.zero_grad()
-                loss = F.cross_entropy(net(X[idx]), y[idx]) + lam * sensitive_gradient(net, X[idx], s, True).mean()
-                loss.backward()
-                opt.step()
+        fit(net, lambda epoch: [(X[idx], y[idx]) for idx in torch.randperm(len(X)).chunk(n_batches)],
+            _concealment_loss(s, lam), epochs=epochs, lr=lr, seed=seed, progress=None,
+            desc=f"concealment on {name}")
         return net.state_dict()
 
     concealed = copy.deepcopy(base)
-    concealed.load_state_dict(cached("dimanov-conceal", settings, finetune))
+    concealed.load_state_dict(cached("dimanov-conceal", settings, finetune, depends=(
+        "xaifool.attacks.tabular", "xaifool.training", "xaifool.models", "xaifool.data")))
     return ds, base.eval(), concealed.eval()
 
 
