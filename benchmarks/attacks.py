@@ -163,6 +163,7 @@ def variants(model, x, repeats, n_steps=10, names=None):
             ref = xt
         rows.append({"variant": name, "img_iter_per_s": x.shape[0] / best, "seconds_per_step": best,
                      "max_abs_diff_x_adv": float((xt - ref).abs().max()), "n_steps": n_steps,
+                     "fraction_differing": float(((xt - ref).abs() > 1e-6).float().mean()),
                      "alpha": 1 / 255})
         print(f"    {name:32s} {rows[-1]['img_iter_per_s']:9.1f} img·it/s, max |Δx_adv| after {n_steps} steps "
               f"{rows[-1]['max_abs_diff_x_adv']:.2e}")
@@ -274,48 +275,61 @@ def _images(kind, n):
 
 
 def main():
+    """Sections in order of value; the JSON is rewritten after each one (``"complete": false`` until
+    the end), so a run stopped at a time limit keeps what it measured."""
     cfg = get_config()
     dev = cfg.device
     print(describe())
-    load_before = os.getloadavg()[0]  # other processes on the machine distort CPU timings
     torch.manual_seed(cfg.seed)
     gpu = dev.type == "cuda"
-    resnet, cifar = models.load_cifar_resnet(20), _images("cifar", 128 if gpu else 32)
-    runs = [bench_model("resnet20", resnet, cifar, repeats=5 if gpu else 3)]
-    runs[0]["batch_scaling"] = batch_scaling(
-        resnet, cifar, (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if gpu else (1, 2, 4, 8, 16, 32, 64, 128),
-        repeats=3, min_images=512 if gpu else 64)
-    mobilenet, imagenet = models.load_imagenet_classifier(), _images("imagenet", 32 if gpu else 4)
-    runs.append(bench_model("mobilenet_v2", mobilenet, imagenet, repeats=5 if gpu else 2))
-    runs[1]["batch_scaling"] = batch_scaling(mobilenet, imagenet, (1, 2, 4, 8, 16, 32, 64) if gpu else (1, 2, 4, 8),
-                                             repeats=3 if gpu else 2, min_images=64 if gpu else 8)
-    name = device_name(dev)
-    peaks = {"fp32": matmul_peak(dev)}
+    record = {"benchmark": "attacks", "device": str(dev), "device_name": device_name(dev),
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "profile": cfg.profile.name,
+              "cpu_count": os.cpu_count(), "load_average_1min_before": os.getloadavg()[0],  # other processes
+              "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "complete": False, "runs": [],
+              "backend_defaults": {"cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+                                   "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+                                   "cudnn_benchmark": torch.backends.cudnn.benchmark}}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"attacks-{dev.type}.json"
+
+    def save(complete=False):
+        record.update(complete=complete, load_average_1min_after=os.getloadavg()[0])
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(record, indent=2))
+        tmp.replace(path)
+
+    peaks = record["matmul_peak_flops"] = {"fp32": matmul_peak(dev)}
     if gpu:
         with _variant(tf32=True):
             peaks["tf32"] = matmul_peak(dev)
         peaks["bf16"] = matmul_peak(dev, torch.bfloat16)
     print("matrix-product peak: " + ", ".join(f"{k} {v / 1e12:.1f} TFLOP/s" for k, v in peaks.items()))
-    for run, (model, x) in zip(runs, ((resnet, cifar), (mobilenet, imagenet))):
+    save()
+    # On a GPU a single-image step is bound by kernel launches (~30 ms), so few repeats suffice and
+    # the batch sweep goes on to where memory, not arithmetic, would limit it. MobileNetV2's double
+    # backward is slow on the GPU (its depthwise convolutions; ~30 img·it/s on an H100): few images.
+    plan = [("resnet20", models.load_cifar_resnet(20), _images("cifar", 128 if gpu else 32),
+             (1, 4, 16, 64, 256, 1024, 4096) if gpu else (1, 2, 4, 8, 16, 32, 64, 128), 32 if gpu else 64),
+            ("mobilenet_v2", models.load_imagenet_classifier(), _images("imagenet", 8 if gpu else 4),
+             (1, 4, 16, 64) if gpu else (1, 2, 4, 8), 8)]
+    for name, model, x, sizes, min_images in plan:
+        run = bench_model(name, model, x, repeats=2 if gpu or name != "resnet20" else 3)
+        record["runs"].append(run)
         run["step_gflop_per_image"] = step_flops(model, x[:4].to(dev)) / 1e9
         run["achieved_tflops"] = run["step_gflop_per_image"] * run["batched"]["img_iter_per_s"] / 1e3
         run["fraction_of_fp32_peak"] = run["achieved_tflops"] * 1e12 / peaks["fp32"]
-        print(f"{run['model']:>12}: {run['step_gflop_per_image']:.2f} GFLOP per image and step, "
+        print(f"{name:>12}: {run['step_gflop_per_image']:.2f} GFLOP per image and step, "
               f"{run['achieved_tflops']:.2f} TFLOP/s = {100 * run['fraction_of_fp32_peak']:.1f} % of the fp32 peak")
-        print(f"  variants ({run['model']}):")
-        run["variants"] = variants(model, x[: run["batch"]], repeats=3 if gpu else 2)
+        save()
+        print(f"  variants ({name}):")
+        run["variants"] = variants(model, x, repeats=2)
+        save()
+        run["batch_scaling"] = batch_scaling(model, x, sizes, repeats=2 if gpu or name != "resnet20" else 3,
+                                             min_images=min_images)
+        save()
     print("  growth (image size, depth):")
-    growth_rows = growth(dev, repeats=3 if gpu else 1, batch=256 if gpu else 16)
-    record = {"benchmark": "attacks", "device": str(dev), "device_name": name, "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "profile": cfg.profile.name, "cpu_count": os.cpu_count(),
-              "load_average_1min_before": load_before, "load_average_1min_after": os.getloadavg()[0],
-              "matmul_peak_flops": peaks, "growth": growth_rows,
-              "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": runs}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"attacks-{dev.type}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(path)
+    record["growth"] = growth(dev, repeats=2 if gpu else 1, batch=256 if gpu else 16)
+    save(complete=True)
     print(f"wrote {path}")
 
 

@@ -215,3 +215,23 @@ def input_paper_rows(n: dict) -> list[tuple[str, str, str]]:
                                          f"{d['pearson_before']:.2f} → {d['pearson_after']:.2f}; labels kept "
                                          f"{d['label_kept']:.0%}"))
     return rows
+
+
+def tabular_recorded_cells(rec: dict | None) -> list[str]:
+    """Chapter 08's "paper vs this book" rows (COMPAS: Slack with LIME, with KernelSHAP; Dimanov) as
+    read from a recorded full-profile run (:func:`xaifool.full_results.load`); parts the run did not
+    finish read "not recorded"."""
+    if rec is None:
+        return ["no full-profile run recorded"] * 3
+    slack, dim = rec["numbers"].get("slack", {}), rec["numbers"].get("dimanov", {})
+    where = f" ({rec['device_name']}, {rec['date'][:10]})"
+    cells = []
+    for e in ("lime", "kernel_shap"):
+        r = slack.get("compas", {}).get(e)
+        cells.append(f"{r['top1_f']:.0%} → {r['top1_scaffold']:.0%} on {r['n_explain']} rows{where}" if r
+                     else "not recorded")
+    d = dim.get("compas")
+    cells.append(f"gradient share {d['before']['share_gradient']:.2f} → {d['after']['share_gradient']:.2f}, "
+                 f"accuracy {d['before']['accuracy']:.1%} → {d['after']['accuracy']:.1%}{where}" if d
+                 else "not recorded")
+    return cells

@@ -1,0 +1,149 @@
+"""Benchmark records (``benchmarks/results/attacks-<device>.json``) read and tabulated for the
+Performance page: validation of a record, and the tables and curves the page shows.
+
+``load(results_dir)``       every valid record, CPU first (``XAIFOOL_BENCH_RESULTS`` overrides the folder)
+``check(record)``           schema check; ``ValueError`` naming what is wrong
+``machines(records)``       one row per record: device, threads, torch, time, complete?
+``throughput(records)``     batched vs per-image loop, per device and model
+``hardware(records)``       the step against the device: counted FLOPs, best throughput, achieved
+                            FLOP/s, fraction of the matrix-product peak
+``variants(records)``       the same step under backend variants, with the difference of the iterates
+``scaling(records)``        throughput (and memory) against the batch size
+``growth(records)``         throughput, FLOPs and memory against image size and depth
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .config import REPO_ROOT
+
+__all__ = ["RESULTS_DIR", "load", "check", "machines", "throughput", "hardware", "variants", "scaling", "growth"]
+
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+_REQUIRED = {"benchmark": str, "device": str, "device_name": str, "threads": int, "torch": str, "time": str,
+             "runs": list}
+_RUN_REQUIRED = ("model", "batch", "size", "batched", "loop", "ratio")
+
+
+def check(rec) -> dict:
+    """Validate one benchmark record (the fields the page reads); raise ``ValueError`` naming the field."""
+    if not isinstance(rec, dict):
+        raise ValueError(f"record must be a dict, got {type(rec).__name__}")
+    for name, typ in _REQUIRED.items():
+        if name not in rec:
+            raise ValueError(f"record lacks {name!r}; required: {sorted(_REQUIRED)}")
+        if not isinstance(rec[name], typ) or isinstance(rec[name], bool):
+            raise ValueError(f"record: {name} must be {typ.__name__}, got {type(rec[name]).__name__}")
+    if rec["benchmark"] != "attacks":
+        raise ValueError(f"record: benchmark must be 'attacks', got {rec['benchmark']!r}")
+    for i, run in enumerate(rec["runs"]):
+        missing = [k for k in _RUN_REQUIRED if k not in run]
+        if missing:
+            raise ValueError(f"record: runs[{i}] lacks {missing}")
+        for tag in ("batched", "loop"):
+            v = run[tag].get("img_iter_per_s") if isinstance(run[tag], dict) else None
+            if not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"record: runs[{i}].{tag}.img_iter_per_s must be a number > 0, got {v!r}")
+        for row in run.get("batch_scaling", []):
+            if not {"batch", "img_iter_per_s"} <= set(row):
+                raise ValueError(f"record: runs[{i}].batch_scaling rows need 'batch' and 'img_iter_per_s'")
+    return rec
+
+
+def load(results_dir: Path | str | None = None) -> list[dict]:
+    """Every ``attacks-*.json`` record in ``results_dir`` (validated), CPU records first."""
+    folder = Path(results_dir or os.environ.get("XAIFOOL_BENCH_RESULTS") or RESULTS_DIR)
+    recs = [check(json.loads(p.read_text())) | {"file": p.name} for p in sorted(folder.glob("attacks-*.json"))]
+    return sorted(recs, key=lambda r: (r["device"] != "cpu", r["device"]))
+
+
+def _dev(rec) -> str:
+    return rec["device"].split(":")[0]
+
+
+def machines(records):
+    import pandas as pd
+
+    return pd.DataFrame([{
+        "file": r["file"], "device": r["device"], "name": r["device_name"], "threads": r["threads"],
+        "torch": r["torch"], "measured (UTC)": r["time"],
+        "complete": "yes" if r.get("complete", True) else "no (stopped at its time limit)",
+    } for r in records])
+
+
+def throughput(records):
+    import pandas as pd
+
+    return pd.DataFrame([{
+        "device": _dev(r), "model": run["model"], "image size": f"{run['size']} px", "batch": run["batch"],
+        "batched img·it/s": run["batched"]["img_iter_per_s"], "loop img·it/s": run["loop"]["img_iter_per_s"],
+        "ratio": run["ratio"],
+    } for r in records for run in r["runs"]])
+
+
+def hardware(records):
+    """Per device and model: FLOPs of one step, best measured throughput (over batch sizes), the
+    FLOP/s that implies, and its fraction of the fp32 (and, on a GPU, TF32) matrix-product peak."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        peaks = r.get("matmul_peak_flops") or {}
+        for run in r["runs"]:
+            if "step_gflop_per_image" not in run or "fp32" not in peaks:
+                continue
+            sweep = run.get("batch_scaling") or []
+            best = max([run["batched"]["img_iter_per_s"]] + [s["img_iter_per_s"] for s in sweep])
+            best_batch = max(sweep, key=lambda s: s["img_iter_per_s"])["batch"] if sweep else run["batch"]
+            achieved = run["step_gflop_per_image"] * 1e9 * best
+            rows.append({
+                "device": _dev(r), "model": run["model"], "GFLOP per image and step": run["step_gflop_per_image"],
+                "best img·it/s": best, "at batch": best_batch, "achieved TFLOP/s": achieved / 1e12,
+                "fp32 peak TFLOP/s": peaks["fp32"] / 1e12, "% of fp32 peak": 100 * achieved / peaks["fp32"],
+                "% of TF32 peak": 100 * achieved / peaks["tf32"] if "tf32" in peaks else float("nan"),
+            })
+    return pd.DataFrame(rows)
+
+
+def variants(records):
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        for run in r["runs"]:
+            base = None
+            for v in run.get("variants", []):
+                base = base or v["img_iter_per_s"]
+                rows.append({"device": _dev(r), "model": run["model"], "variant": v["variant"],
+                             "img·it/s": v["img_iter_per_s"], "× plain fp32": v["img_iter_per_s"] / base,
+                             f"max |Δx_adv| / α after {v['n_steps']} steps": v["max_abs_diff_x_adv"] / v["alpha"],
+                             "share of pixels differing": v.get("fraction_differing", float("nan"))})
+    return pd.DataFrame(rows)
+
+
+def scaling(records):
+    """Long table: device, model, batch, img·it/s, relative to batch 1, peak memory (MiB, GPU only)."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        for run in r["runs"]:
+            sweep = run.get("batch_scaling") or []
+            one = next((s["img_iter_per_s"] for s in sweep if s["batch"] == 1), None)
+            for s in sweep:
+                mem = s.get("peak_memory_bytes")
+                rows.append({"device": _dev(r), "threads": r["threads"], "model": run["model"], "size": run["size"],
+                             "batch": s["batch"], "img_iter_per_s": s["img_iter_per_s"],
+                             "relative": s["img_iter_per_s"] / one if one else float("nan"),
+                             "memory_mib": mem / 2 ** 20 if mem else float("nan")})
+    return pd.DataFrame(rows, columns=["device", "threads", "model", "size", "batch", "img_iter_per_s", "relative",
+                                       "memory_mib"])
+
+
+def growth(records):
+    import pandas as pd
+
+    rows = [{"device": _dev(r), **g} for r in records for g in r.get("growth") or []]
+    return pd.DataFrame(rows)

@@ -1,0 +1,98 @@
+"""Benchmark records: schema, the tables of the Performance page, and the page itself on fixtures."""
+import json
+import os
+
+import pytest
+
+from xaifool import performance as perf
+from xaifool.config import REPO_ROOT
+
+
+def _run(model, size, batched, loop, sweep, gflop=None, variants=()):
+    run = {"model": model, "batch": 4, "size": size, "batched": {"img_iter_per_s": batched},
+           "loop": {"img_iter_per_s": loop}, "ratio": batched / loop,
+           "batch_scaling": [{"batch": b, "img_iter_per_s": t, "peak_memory_bytes": m} for b, t, m in sweep]}
+    if gflop is not None:
+        run["step_gflop_per_image"] = gflop
+    if variants:
+        run["variants"] = [{"variant": n, "img_iter_per_s": t, "max_abs_diff_x_adv": d, "n_steps": 10,
+                            "alpha": 1 / 255} for n, t, d in variants]
+    return run
+
+
+def _fixtures(folder):
+    cpu = {"benchmark": "attacks", "device": "cpu", "device_name": "Test CPU", "threads": 2, "torch": "x",
+           "time": "2026-01-01T00:00:00Z", "matmul_peak_flops": {"fp32": 1e11},
+           "runs": [_run("resnet20", 32, 100.0, 25.0, [(1, 20.0, None), (8, 90.0, None), (64, 100.0, None)], 0.5),
+                    _run("mobilenet_v2", 224, 4.0, 2.0, [(1, 2.0, None), (4, 4.0, None)], 5.0)],
+           "growth": [{"depth": 20, "size": 32, "batch": 4, "img_iter_per_s": 100.0, "step_gflop_per_image": 0.5,
+                       "achieved_tflops": 0.05, "memory_per_image_bytes": None}]}
+    gpu = {"benchmark": "attacks", "device": "cuda", "device_name": "Test GPU 80GB", "threads": 16, "torch": "x",
+           "time": "2026-01-01T00:00:00Z", "complete": False,
+           "matmul_peak_flops": {"fp32": 5e13, "tf32": 4e14, "bf16": 8e14},
+           "runs": [_run("resnet20", 32, 3000.0, 30.0, [(1, 30.0, 2**26), (64, 2000.0, 2**28), (1024, 5000.0, 2**32)],
+                         0.65, [("plain fp32", 1600.0, 0.0), ("channels-last", 1400.0, 0.06),
+                                ("TF32", 3000.0, 0.06), ("bf16 autocast + autotune", 2800.0, 0.06)]),
+                    _run("mobilenet_v2", 224, 30.0, 5.0, [(1, 5.0, 2**28), (16, 25.0, 2**31)], 4.8)]}
+    for name, rec in (("attacks-cpu.json", cpu), ("attacks-cuda.json", gpu)):
+        (folder / name).write_text(json.dumps(rec))
+    return cpu, gpu
+
+
+def test_tables_from_fixture_records(tmp_path):
+    _fixtures(tmp_path)
+    recs = perf.load(tmp_path)
+    assert [r["device"] for r in recs] == ["cpu", "cuda"]
+    hw = perf.hardware(recs).set_index(["device", "model"])
+    # best throughput over the sweep × counted FLOPs, against the matrix-product peak
+    assert hw.loc[("cuda", "resnet20"), "best img·it/s"] == 5000.0
+    assert hw.loc[("cuda", "resnet20"), "achieved TFLOP/s"] == pytest.approx(0.65e9 * 5000 / 1e12)
+    assert hw.loc[("cuda", "resnet20"), "% of fp32 peak"] == pytest.approx(100 * 0.65e9 * 5000 / 5e13)
+    assert hw.loc[("cpu", "resnet20"), "% of fp32 peak"] == pytest.approx(100 * 0.5e9 * 100 / 1e11)
+    var = perf.variants(recs).set_index("variant")
+    assert var.loc["TF32", "× plain fp32"] == pytest.approx(3000 / 1600)
+    sc = perf.scaling(recs)
+    r = sc.query("device == 'cuda' and model == 'resnet20' and batch == 1024").iloc[0]
+    assert r.relative == pytest.approx(5000 / 30) and r.memory_mib == 4096
+    assert len(perf.growth(recs)) == 1
+    assert perf.machines(recs).complete.tolist() == ["yes", "no (stopped at its time limit)"]
+
+
+def test_check_names_what_is_wrong(tmp_path):
+    cpu, _ = _fixtures(tmp_path)
+    with pytest.raises(ValueError, match="lacks 'threads'"):
+        perf.check({k: v for k, v in cpu.items() if k != "threads"})
+    bad = json.loads(json.dumps(cpu))
+    bad["runs"][0]["batched"]["img_iter_per_s"] = 0
+    with pytest.raises(ValueError, match=r"runs\[0\].batched.img_iter_per_s"):
+        perf.check(bad)
+    with pytest.raises(ValueError, match="benchmark must be"):
+        perf.check({**cpu, "benchmark": "other"})
+
+
+def test_committed_records_are_valid():
+    recs = perf.load()
+    assert any(r["device"] == "cpu" for r in recs), "benchmarks/results/attacks-cpu.json is missing"
+
+
+def test_performance_page_builds_from_fixture_files(tmp_path):
+    """The page's cells run on small fixture records (no glue key left undefined is checked by the
+    book build; here: no cell raises, with and without a GPU record)."""
+    import jupytext
+    from nbclient import NotebookClient
+
+    _fixtures(tmp_path)
+    for with_gpu in (True, False):
+        if not with_gpu:
+            (tmp_path / "attacks-cuda.json").unlink()
+        nb = jupytext.read(REPO_ROOT / "book" / "performance.md")
+        os.environ["XAIFOOL_BENCH_RESULTS"] = str(tmp_path)
+        try:
+            NotebookClient(nb, timeout=120, kernel_name="python3",
+                           resources={"metadata": {"path": str(REPO_ROOT / "book")}}).execute()
+        finally:
+            del os.environ["XAIFOOL_BENCH_RESULTS"]
+        glued = {o["metadata"]["scrapbook"]["name"] for c in nb.cells if c.cell_type == "code"
+                 for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})}
+        assert {"gpu_ratio_sentence", "gpu_hw_sentence", "var_sentence", "fig_scaling",
+                "hw_cpu_resnet20_pct"} <= glued
