@@ -26,7 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from xaifool.explain import IMAGE_METHODS, METHODS, TABULAR_METHODS, _segments, attribute, explain, postprocess
+from xaifool.explain import (DIFFERENTIABLE_METHODS, IMAGE_METHODS, METHODS, TABULAR_METHODS, _segments, attribute,
+                             explain, heatmap, postprocess)
 from xaifool.models import SmoothReLU6, smooth
 
 captum_attr = pytest.importorskip("captum.attr")
@@ -647,7 +648,7 @@ def test_method_registry_is_consistent():
     assert set(IMAGE_METHODS) == set(METHODS)
     assert set(TABULAR_METHODS) == set(METHODS) - {"gradcam"}
     assert {n for n, m in METHODS.items() if m.differentiable} == {
-        "gradient", "grad_x_input", "smoothgrad", "integrated_gradients", "gradcam"}
+        "gradient", "grad_x_input", "smoothgrad", "integrated_gradients", "gradcam", "lrp"}
     for name, m in METHODS.items():
         assert m.name == name and m.family in ("gradient", "cam", "lrp", "perturbation") and m.citation
 
@@ -799,12 +800,144 @@ def test_create_graph_gradcheck_gradcam():
         lambda z: attribute(model, z, 1, "gradcam", layer=model[3], create_graph=True), (x,))
 
 
-@pytest.mark.parametrize("method", ["lime", "kernel_shap", "lrp"])
+@pytest.mark.parametrize("method", ["lime", "kernel_shap"])
 def test_create_graph_rejected_for_non_differentiable(resnet, cifar, method):
     x, t = cifar
-    with pytest.raises(ValueError, match="^create_graph") as err:
-        explain(resnet, x, t, method, create_graph=True, **_opts(method))
-    assert ("lrp_objective_gradient" in str(err.value)) == (method == "lrp")  # points LRP users to the right tool
+    for call in (lambda: explain(resnet, x, t, method, create_graph=True, **_opts(method)),
+                 lambda: heatmap(resnet, x, t, method, create_graph=True, **_opts(method))):
+        with pytest.raises(ValueError, match="^create_graph") as err:
+            call()
+        # names the method and the methods that are differentiable
+        assert repr(method) in str(err.value)
+        assert all(m in str(err.value) for m in DIFFERENTIABLE_METHODS)
+
+
+# ======================================================================================
+# 8b. heatmap(): the one differentiable path (no validation pass), w.r.t. input and weights
+# ======================================================================================
+
+SMALL_ALL = {**SMALL, "lime": PERTURB, "kernel_shap": PERTURB}
+
+
+@pytest.mark.parametrize("method", list(IMAGE_METHODS))
+def test_heatmap_equals_explain(resnet, cifar, method):
+    x, t = cifar
+    if method in ("lime", "kernel_shap"):  # one image at a time anyway; one is enough
+        x, t = x[:1], t[:1]
+    opts = SMALL_ALL.get(method, {})
+    h = heatmap(resnet, x, t, method, **opts)
+    assert h.grad_fn is None
+    assert torch.equal(h, explain(resnet, x, t, method, **opts))  # the same post-processing, bit for bit
+    if method == "gradient":  # reduce / normalize are passed through
+        signed = heatmap(resnet, x, t, method, reduce="sum", normalize="max")
+        assert torch.equal(signed, explain(resnet, x, t, method, reduce="sum", normalize="max"))
+        assert (signed < 0).any()
+
+
+def _conv_weights(model):
+    return [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
+
+
+@pytest.mark.parametrize("method", DIFFERENTIABLE_METHODS)
+def test_heatmap_create_graph_differentiable_in_the_weights(resnet, cifar, method):
+    """What fine-tuning against an explanation (Heo et al.) needs: ∂(map)/∂(conv weights) on ResNet-20."""
+    x, t = cifar
+    model = copy.deepcopy(resnet)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    h = heatmap(model, x, t, method, create_graph=True, **SMALL.get(method, {}))
+    assert h.shape == (2, 32, 32) and h.grad_fn is not None
+    weights = _conv_weights(model)
+    grads = torch.autograd.grad(h.pow(2).sum(), weights, allow_unused=True)
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)  # every convolution is in the graph
+    assert grads[0].abs().max() > 0 and grads[-1].abs().max() > 0  # the first and the last one move the map
+    # the differentiable map has the value of the plain one (LRP: functional LRP vs zennit)
+    torch.testing.assert_close(h.detach(), explain(resnet, x, t, method, **SMALL.get(method, {})),
+                               rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", DIFFERENTIABLE_METHODS)
+def test_heatmap_create_graph_differentiable_in_the_input(resnet, cifar, method):
+    """The input route: on the Softplus(30) surrogate for the gradient family and Grad-CAM (their maps of
+    a ReLU network are piecewise constant in x), on the ReLU network itself for LRP (its rules divide by
+    pre-activations, so the map moves with x)."""
+    x, t = cifar
+    model = resnet if method == "lrp" else smooth(resnet, 30.0)
+    xg = x.clone().requires_grad_(True)
+    h = heatmap(model, xg, t, method, create_graph=True, **SMALL.get(method, {}))
+    (g,) = torch.autograd.grad(h.pow(2).sum(), xg)
+    assert torch.isfinite(g).all() and g.abs().max() > 0
+
+
+def test_heatmap_lrp_create_graph_matches_zennit_and_functional_lrp(resnet, cifar):
+    from xaifool.lrp import relevance
+
+    x, t = cifar
+    for composite in ("epsilon_plus_flat", "epsilon"):
+        h = heatmap(resnet, x, t, "lrp", create_graph=True, composite=composite)
+        assert torch.equal(h.detach(), postprocess(relevance(resnet, x, t, composite=composite)))
+        torch.testing.assert_close(h.detach(), heatmap(resnet, x, t, "lrp", composite=composite),
+                                   rtol=1e-4, atol=1e-6)
+
+
+def _count_forwards(model):
+    calls = []
+    return calls, model.register_forward_hook(lambda *a: calls.append(1))
+
+
+def test_heatmap_runs_no_validation_forward_pass(resnet, cifar):
+    x, t = cifar
+    calls, handle = _count_forwards(resnet)
+    try:
+        heatmap(resnet, x, t, "gradient")
+        assert len(calls) == 1  # the gradient's own forward pass only
+        explain(resnet, x, t, "gradient")
+        assert len(calls) == 3  # explain: one no-grad validation pass, then the same
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("method", ["gradient", "gradcam", "lrp"])
+def test_explain_keeps_batchnorm_statistics_of_a_train_mode_model(resnet, cifar, method):
+    x, t = cifar
+    model = copy.deepcopy(resnet).train()
+    model.net.layer1[0].bn1.eval()  # a mixed state must come back as it was
+    modes = {n: m.training for n, m in model.named_modules()}
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    h = explain(model, x, t, method)
+    explain(model, x, None, method)  # target=None: the validation pass resolves the prediction
+    assert all(torch.equal(b, buffers[n]) for n, b in model.named_buffers()), "running stats moved"
+    assert {n: m.training for n, m in model.named_modules()} == modes
+    assert torch.equal(h, explain(resnet, x, t, method))  # the model as used for prediction
+
+
+def test_heatmap_uses_the_model_in_its_mode(resnet, cifar):
+    """heatmap() does not switch modes: fine-tuning differentiates the network it trains."""
+    x, t = cifar
+    model = copy.deepcopy(resnet).train()
+    before = model.net.bn1.running_mean.clone()
+    heatmap(model, x, t, "gradient")
+    assert model.training and not torch.equal(model.net.bn1.running_mean, before)
+
+
+@pytest.mark.parametrize("target", [None, 3, [0, 1], "long2d", "float", "short"])
+def test_heatmap_target_must_be_a_long_tensor_per_sample(resnet, cifar, target):
+    x, _ = cifar
+    target = {"long2d": torch.zeros(2, 1, dtype=torch.long), "float": torch.zeros(2),
+              "short": torch.zeros(1, dtype=torch.long)}.get(target, target) if isinstance(target, str) else target
+    with pytest.raises(ValueError, match=r"^target must be a torch.long tensor of shape \(2,\)"):
+        heatmap(resnet, x, target, "gradient")
+
+
+def test_heatmap_checks_its_other_arguments(resnet, cifar):
+    x, t = cifar
+    for arg, call in [("method", lambda: heatmap(resnet, x, t, "deeplift")),
+                      ("x", lambda: heatmap(resnet, x[0], t, "gradient")),
+                      ("option", lambda: heatmap(resnet, x, t, "gradient", n_steps=3)),
+                      ("reduce", lambda: heatmap(resnet, x, t, "gradient", reduce="mean")),
+                      ("normalize", lambda: heatmap(resnet, x, t, "gradient", normalize="l2"))]:
+        with pytest.raises(ValueError, match=rf"^{arg}\b"):
+            call()
 
 
 # ======================================================================================

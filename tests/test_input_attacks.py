@@ -9,6 +9,8 @@ import torch.nn as nn
 from xaifool import explain as E
 from xaifool import metrics as M
 from xaifool.attacks import input as A
+from xaifool.attacks.objectives import OBJECTIVES, region_mask
+from xaifool.attacks.result import BeforeAfter
 from xaifool.models import Normalized
 
 
@@ -34,10 +36,10 @@ def images(seed: int, n: int = 6, size: int = 12) -> torch.Tensor:
 def run(kind, model, x, eps, method="gradient"):
     if kind == "random":
         return A.random_sign(model, x, method, epsilon=eps, progress=False)
-    if kind == "region":
+    if "region" in OBJECTIVES.get(kind, OBJECTIVES["topk"]).options:  # region, location
         region = torch.zeros(x.shape[-2:])
         region[:4, :4] = 1
-        return A.ghorbani_attack(model, x, method, "region", region=region, epsilon=eps, n_iter=4, progress=False)
+        return A.ghorbani_attack(model, x, method, kind, region=region, epsilon=eps, n_iter=4, progress=False)
     if kind == "target":
         tm = E.explain(model, x.roll(1, 0), None, method)
         return A.dombrowski_attack(model, x, tm, method, epsilon=eps, n_iter=4, progress=False)
@@ -243,6 +245,51 @@ def test_fresh_result_records_threads_and_device(kind, tmp_path, monkeypatch):
     assert fresh.settings["threads"] == torch.get_num_threads() and fresh.settings["device"] == "cpu"
     assert list(tmp_path.rglob("*.pt"))  # computed, not read from the book's cache
     assert A.cached_attack("tiny", model, x, kind, **kwargs).settings == fresh.settings  # kept in the cache
+
+
+# ----------------------------------------------------------- names from the objective registry
+
+def test_attack_names_come_from_the_objective_registry():
+    assert A.ATTACKS[0] == "random" and set(A.ATTACKS[1:]) <= set(OBJECTIVES)
+    assert {"topk", "center", "region", "location", "target"} <= set(A.ATTACKS)
+    assert "swap" not in A.ATTACKS  # needs the maps of two classes: a model-level objective
+    assert set(A.ATTACK_FUNCTIONS) == set(A.ATTACKS)
+    assert A.GRID_ATTACKS == ("random", "topk", "center")
+    # the chapter's original five keep their order
+    assert A.ATTACKS[:5] == ("random", "topk", "center", "region", "target")
+
+
+def test_location_is_the_region_attack_under_heos_name():
+    model, x = tiny_model(6), images(6, n=3)
+    frame = region_mask(x.shape[-2:], "frame", width=2)
+    a = A.ghorbani_attack(model, x, "gradient", "region", region=frame, epsilon=4 / 255, n_iter=2, progress=False)
+    b = A.run_attack(model, x, "location", region=frame, epsilon=4 / 255, n_iter=2, progress=False, batch_size=None)
+    assert b.attack == "location" and torch.equal(a.x_adv, b.x_adv) and torch.equal(a.objective, b.objective)
+    assert torch.equal(b.target_map, frame.expand(3, 12, 12))
+
+
+def test_unknown_attack_names_list_the_accepted_ones():
+    for call in (lambda: A.run_attack(tiny_model(), images(0, 2), "swap", epsilon=0.1),
+                 lambda: A.cached_attack("tiny", tiny_model(), images(0, 2), "fgsm", epsilon=0.1),
+                 lambda: A.ghorbani_attack(tiny_model(), images(0, 2), "gradient", "swap", epsilon=0.1)):
+        with pytest.raises(ValueError, match="^attack must be one of") as info:
+            call()
+        assert "'topk'" in str(info.value)
+    with pytest.raises(ValueError, match="^attacks must be among") as info:
+        A.attack_grid("tiny", tiny_model(), images(0, 2), attacks=("region",), methods=("gradient",),
+                      epsilons=(4,), n_iter=1)
+    assert "'center'" in str(info.value)
+
+
+def test_attack_result_is_a_before_after():
+    model, x = tiny_model(0), images(0, n=3)
+    res = A.ghorbani_attack(model, x, "gradient", "topk", epsilon=4 / 255, n_iter=1, progress=False)
+    assert isinstance(res, BeforeAfter) and len(res) == 3
+    sim = res.similarity()
+    assert list(sim) == ["topk", "spearman", "pearson", "ssim", "mse", "com_distance"]
+    k = res.settings["k"]
+    assert torch.equal(sim["topk"], M.topk_intersection(res.heatmap, res.heatmap_adv, k))
+    assert torch.equal(res.similarity(5)["topk"], M.topk_intersection(res.heatmap, res.heatmap_adv, 5))
 
 
 # ------------------------------------------------- the attacks beat noise on the book's model

@@ -1,4 +1,5 @@
-"""One entry point for every interpreter: ``explain(model, x, target, method, **options)``.
+"""One entry point for every interpreter: ``explain(model, x, target, method, **options)``,
+and beneath it one differentiable path, ``heatmap(model, x, target, method, create_graph=…)``.
 
 Heatmaps follow Definition 1 of the review: ``h = I(x, c; ω)`` scores every input feature
 for the logit of class ``c``. The registry :data:`METHODS` holds
@@ -11,7 +12,8 @@ method                        family      implementation
 ``smoothgrad``                gradient    mean gradient over x + N(0, σ²) (Smilkov et al. 2017)
 ``integrated_gradients``      gradient    path integral from a baseline (Sundararajan et al. 2017)
 ``gradcam``                   cam         ReLU(Σ_k α_k A_k) at ``model.cam_layer`` (Selvaraju et al. 2017)
-``lrp``                       lrp         zennit, composite EpsilonPlusFlat (Bach et al. 2015)
+``lrp``                       lrp         zennit, composite EpsilonPlusFlat (Bach et al. 2015);
+                                          with ``create_graph=True`` :func:`xaifool.lrp.relevance`
 ``lime``                      perturb.    the ``lime`` package (Ribeiro et al. 2016)
 ``kernel_shap``               perturb.    the ``shap`` package's KernelExplainer (Lundberg & Lee 2017)
 ============================  ==========  =================================================
@@ -20,6 +22,19 @@ The gradient family and Grad-CAM are computed here with ``torch.autograd`` rathe
 through captum, because attacks need ``create_graph=True`` (a gradient of the explanation)
 and captum's attribution methods detach their graph; tests check them against captum's
 ``Saliency``, ``InputXGradient``, ``NoiseTunnel``, ``IntegratedGradients`` and ``LayerGradCam``.
+zennit builds LRP's modified weights from ``param.data``, which cuts the graph to the weights;
+with ``create_graph=True`` LRP is therefore computed by the functional implementation
+:func:`xaifool.lrp.relevance` (tested equal to zennit), differentiable in ``x`` and the weights.
+
+**Two entry points.** :func:`explain` is the checked, user-facing call: it validates its
+arguments (one no-grad forward pass resolves ``target=None`` and checks the classes) and runs
+the model in eval mode for the duration of the call, restoring every module's ``training``
+flag afterwards, so it never moves batch-norm statistics. :func:`heatmap` is what attacks,
+fine-tuning and sanity checks call in their loops: no validation forward pass, ``target`` a
+(B,) long tensor, the model used in whatever mode it is in, and with ``create_graph=True`` a map
+differentiable with respect to the input and the model's parameters (every method with
+``differentiable=True``). Both apply the same post-processing, so ``heatmap == explain`` for an
+eval-mode model.
 
 **Post-processing, the same for every method** (stated once here):
 
@@ -47,8 +62,8 @@ import torch.nn.functional as F
 
 from .config import get_config
 
-__all__ = ["Method", "METHODS", "IMAGE_METHODS", "TABULAR_METHODS", "LRP_COMPOSITES", "explain", "attribute",
-           "postprocess", "lrp_objective_gradient"]
+__all__ = ["Method", "METHODS", "IMAGE_METHODS", "TABULAR_METHODS", "DIFFERENTIABLE_METHODS", "LRP_COMPOSITES",
+           "explain", "heatmap", "attribute", "postprocess", "lrp_objective_gradient"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +71,7 @@ class Method:
     name: str
     fn: Callable
     family: str              # "gradient", "cam", "lrp", "perturbation"
-    differentiable: bool     # supports create_graph=True
+    differentiable: bool     # supports create_graph=True (w.r.t. the input and the parameters)
     modalities: tuple[str, ...]
     citation: str
 
@@ -327,8 +342,9 @@ def _lrp(model, x, target, create_graph=False, composite="epsilon_plus_flat", ep
 
     For a :class:`~xaifool.models.Normalized` model the relevance is taken at the network's
     own input ``z = (x − μ)/σ`` (same pixel grid), so that it is conserved; a plain model is
-    explained at ``x``. (A gradient *of* this map, as attacks need, comes from
-    :func:`lrp_objective_gradient`.)
+    explained at ``x``. (A gradient *of* this map comes from :func:`heatmap` with
+    ``create_graph=True``, which runs :func:`xaifool.lrp.relevance`; the input attacks use the
+    smoothed surrogate of :func:`lrp_objective_gradient`.)
     """
     from zennit.attribution import Gradient
 
@@ -508,13 +524,14 @@ METHODS: dict[str, Method] = {
         Method("integrated_gradients", _integrated_gradients, "gradient", True, ("image", "table"),
                "sundararajan2017axiomatic"),
         Method("gradcam", _gradcam, "cam", True, ("image",), "selvaraju2017gradcam"),
-        Method("lrp", _lrp, "lrp", False, ("image", "table"), "bach2015pixel"),
+        Method("lrp", _lrp, "lrp", True, ("image", "table"), "bach2015pixel"),  # create_graph: xaifool.lrp
         Method("lime", _lime, "perturbation", False, ("image", "table"), "ribeiro2016why"),
         Method("kernel_shap", _kernel_shap, "perturbation", False, ("image", "table"), "lundberg2017unified"),
     ]
 }
 IMAGE_METHODS = tuple(n for n, m in METHODS.items() if "image" in m.modalities)
 TABULAR_METHODS = tuple(n for n, m in METHODS.items() if "table" in m.modalities)
+DIFFERENTIABLE_METHODS = tuple(n for n, m in METHODS.items() if m.differentiable)
 
 #: Data-set context that every method accepts; methods that do not need it ignore it, so one
 #: call site can loop over all methods of a table.
@@ -523,7 +540,8 @@ REDUCTIONS = ("abs_sum", "sum")
 NORMALIZATIONS = ("sum", "max", None)
 
 
-def _validate(model, x, target, method, create_graph):
+def _check_call(method, x, create_graph) -> None:
+    """The checks that need no forward pass: method name, x's type and shape, modality, create_graph."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
@@ -535,9 +553,48 @@ def _validate(model, x, target, method, create_graph):
         raise ValueError(f"method {method!r} does not apply to {modality}s; accepted for {modality}s: "
                          f"{IMAGE_METHODS if modality == 'image' else TABULAR_METHODS}")
     if create_graph and not METHODS[method].differentiable:
-        hint = " (for a gradient of an LRP map use xaifool.explain.lrp_objective_gradient)" if method == "lrp" else ""
-        raise ValueError(f"create_graph=True is supported for {[n for n, m in METHODS.items() if m.differentiable]}, "
-                         f"not for method {method!r}{hint}")
+        raise ValueError(f"create_graph=True needs a differentiable method; method {method!r} is not. "
+                         f"Differentiable methods: {DIFFERENTIABLE_METHODS}")
+
+
+def _check_postprocess(reduce, normalize) -> None:
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+
+
+@functools.lru_cache(maxsize=None)
+def _accepted_options(method: str) -> frozenset:
+    return frozenset(inspect.signature(METHODS[method].fn).parameters) - {"model", "x", "target", "create_graph"}
+
+
+def _method_options(method: str, options: dict) -> dict:
+    """``options`` reduced to those ``method`` takes; a ValueError for any option no method takes."""
+    accepted = _accepted_options(method)
+    unknown = sorted(set(options) - accepted - CONTEXT_OPTIONS)
+    if unknown:
+        raise ValueError(f"option(s) {unknown} are not accepted by method {method!r}; accepted: "
+                         f"{sorted(accepted)} (and {sorted(CONTEXT_OPTIONS)}, which every method takes)")
+    return {k: v for k, v in options.items() if k in accepted}
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module):
+    """Every module of ``model`` in eval mode inside the block, each ``training`` flag restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def _validate(model, x, target, method, create_graph):
+    """explain()'s checks: those of :func:`_check_call`, then one no-grad forward pass (call it with
+    the model in eval mode, see :func:`_eval_mode`) for the output shape and the target classes."""
+    _check_call(method, x, create_graph)
     dev = next(model.parameters()).device
     x = x.to(dev)
     with torch.no_grad():
@@ -558,15 +615,21 @@ def _validate(model, x, target, method, create_graph):
     return x, t.contiguous()
 
 
+def _attribution(model, x, target, method, create_graph, options):
+    """The raw attribution; LRP with ``create_graph`` through the functional :func:`xaifool.lrp.relevance`."""
+    if method == "lrp" and create_graph:
+        from .lrp import relevance  # lrp imports this module
+
+        return relevance(model, x, target, create_graph=True, **options)
+    return METHODS[method].fn(model, x, target, create_graph=create_graph, **options)
+
+
 def postprocess(a: torch.Tensor, image_shape=None, reduce: str = "abs_sum", normalize: str | None = "sum"):
     """Channel reduction and normalisation shared by every method (see module docstring).
 
     a: (B, C, H, W) or (B, d) raw attribution → (B, H, W) or (B, d) heatmap
     """
-    if reduce not in REDUCTIONS:
-        raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+    _check_postprocess(reduce, normalize)
     if a.dim() == 4:
         h = a.abs().sum(1) if reduce == "abs_sum" else a.sum(1)
     else:
@@ -578,39 +641,64 @@ def postprocess(a: torch.Tensor, image_shape=None, reduce: str = "abs_sum", norm
     return h
 
 
+def heatmap(model: nn.Module, x: torch.Tensor, target: torch.Tensor, method: str, *, create_graph: bool = False,
+            reduce: str = "abs_sum", normalize: str | None = "sum", **options) -> torch.Tensor:
+    """Heatmaps without a validation forward pass: the path attacks, fine-tuning and sanity checks call.
+
+    model:        nn.Module mapping x to logits (B, K), used in the mode it is in (train mode: batch
+                  statistics, and the method's own forward passes update batch-norm running stats)
+    x:            (B, C, H, W) images or (B, d) table rows, on the model's device
+    target:       (B,) long tensor of class indices in 0..K−1 (not range-checked here)
+    method:       a key of :data:`METHODS`
+    create_graph: keep the graph: the map is differentiable w.r.t. ``x`` and the model's parameters
+                  (methods of :data:`DIFFERENTIABLE_METHODS`; LRP then runs :func:`xaifool.lrp.relevance`)
+    reduce, normalize: post-processing, see the module docstring (the same as :func:`explain`)
+    options:      method options (n_samples, n_steps, baseline, layer, composite, epsilon, seed, …)
+    returns:      (B, H, W) for images, (B, d) for tables; detached unless ``create_graph``
+    """
+    _check_call(method, x, create_graph)
+    if not isinstance(target, torch.Tensor) or target.dtype != torch.long or tuple(target.shape) != (x.shape[0],):
+        got = (f"{target.dtype} tensor of shape {tuple(target.shape)}" if isinstance(target, torch.Tensor)
+               else type(target).__name__)
+        raise ValueError(f"target must be a torch.long tensor of shape ({x.shape[0]},) (one class per sample; "
+                         f"explain() also takes None or an int), got {got}")
+    _check_postprocess(reduce, normalize)
+    a = _attribution(model, x, target, method, create_graph, _method_options(method, options))
+    if not create_graph:
+        a = a.detach()
+    return postprocess(a, reduce=reduce, normalize=normalize)
+
+
 def attribute(model: nn.Module, x: torch.Tensor, target=None, method: str = "gradient", *,
               create_graph: bool = False, **options) -> torch.Tensor:
     """Raw attribution of ``method`` before post-processing: same shape as ``x``
-    (Grad-CAM and superpixel methods: (B, 1, H, W))."""
-    x, t = _validate(model, x, target, method, create_graph)
-    fn = METHODS[method].fn
-    accepted = set(inspect.signature(fn).parameters) - {"model", "x", "target", "create_graph"}
-    unknown = sorted(set(options) - accepted - CONTEXT_OPTIONS)
-    if unknown:
-        raise ValueError(f"option(s) {unknown} are not accepted by method {method!r}; accepted: "
-                         f"{sorted(accepted)} (and {sorted(CONTEXT_OPTIONS)}, which every method takes)")
-    options = {k: v for k, v in options.items() if k in accepted}
-    return fn(model, x, t, create_graph=create_graph, **options)
+    (Grad-CAM and superpixel methods: (B, 1, H, W)). Validated and run in eval mode like :func:`explain`."""
+    with _eval_mode(model):
+        x, t = _validate(model, x, target, method, create_graph)
+        return _attribution(model, x, t, method, create_graph, _method_options(method, options))
 
 
 def explain(model: nn.Module, x: torch.Tensor, target=None, method: str = "gradient", *,
             create_graph: bool = False, reduce: str = "abs_sum", normalize: str | None = "sum",
             **options) -> torch.Tensor:
-    """Heatmaps of ``model`` at ``x`` for class ``target``.
+    """Heatmaps of ``model`` at ``x`` for class ``target``, with every argument checked.
 
-    model:        nn.Module mapping x to logits (B, K), in eval mode
+    The model runs in eval mode for the call (each module's ``training`` flag is restored after), so
+    batch-norm statistics never move; loops that need no checks call :func:`heatmap`.
+
+    model:        nn.Module mapping x to logits (B, K)
     x:            (B, C, H, W) images in [0, 1] or (B, d) table rows
     target:       None (predicted class), an int, or (B,) class indices in 0..K−1
     method:       a key of :data:`METHODS`
-    create_graph: keep the graph so the heatmap can be differentiated (gradient family, Grad-CAM)
+    create_graph: keep the graph so the heatmap can be differentiated (:data:`DIFFERENTIABLE_METHODS`)
     reduce, normalize: post-processing, see module docstring
     options:      method options (n_samples, n_steps, baseline, layer, composite, background, seed, …)
     returns:      (B, H, W) for images, (B, d) for tables; on the model's device
     """
-    a = attribute(model, x, target, method, create_graph=create_graph, **options)
-    if not create_graph:
-        a = a.detach()
-    return postprocess(a, reduce=reduce, normalize=normalize)
+    with _eval_mode(model):
+        x, t = _validate(model, x, target, method, create_graph)
+        return heatmap(model, x, t, method, create_graph=create_graph, reduce=reduce, normalize=normalize,
+                       **options)
 
 
 def explain_many(model: nn.Module, x: torch.Tensor, methods, target=None, *, options: dict | None = None,

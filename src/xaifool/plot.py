@@ -189,12 +189,16 @@ def attack_curves(frame: pd.DataFrame, *, metrics=("topk", "spearman"), labels=N
 
     frame: long table with columns ``method``, ``attack``, ``eps255`` and one column per metric
            (one row per sample); one panel per (metric, method)
+    Colours: one per registered objective (:data:`xaifool.attacks.objectives.OBJECTIVES`) and ``random``.
     """
     methods = list(dict.fromkeys(frame.method))
     labels = labels or {}
     fig, axes = plt.subplots(len(metrics), len(methods), figsize=(3.0 * len(methods), 2.4 * len(metrics)),
                              squeeze=False, sharex=True)
-    palette = dict(zip(["random", "topk", "center", "region", "target"], sns.color_palette("colorblind", 5)))
+    from .attacks.objectives import OBJECTIVES  # one colour per registered objective, and the random baseline
+
+    names = ["random", *OBJECTIVES]
+    palette = dict(zip(names, sns.color_palette("colorblind", len(names))))
     for i, metric in enumerate(metrics):
         for j, method in enumerate(methods):
             ax = axes[i, j]

@@ -11,14 +11,28 @@ targeted attacks, resembles a chosen target).
 
 Attacks
 -------
-``random``  random-sign baseline of Ghorbani et al. (2019): :math:`x + \varepsilon\,\mathrm{sign}(u)`,
-            :math:`u \sim \mathcal{N}(0, I)`.
-``topk``    Ghorbani's top-k attack: minimise the saliency mass on the original top-k pixels.
-``center``  Ghorbani's centre-of-mass attack: push the saliency centre away from the original one.
-``region``  Ghorbani's targeted attack: maximise the saliency mass inside a chosen region.
-``target``  Dombrowski et al. (2019): make :math:`h(x_{adv})` match a target map :math:`h_t`, with
-            loss :math:`d\,\lVert h(x_{adv}) - h_t \rVert^2 + \gamma\,\lVert g(x_{adv}) - g(x)\rVert^2 / K`
-            (maps normalised to sum 1, :math:`d` pixels, :math:`K` logits :math:`g`).
+``random``    random-sign baseline of Ghorbani et al. (2019): :math:`x + \varepsilon\,\mathrm{sign}(u)`,
+              :math:`u \sim \mathcal{N}(0, I)`.
+``topk``      Ghorbani's top-k attack: minimise the saliency mass on the original top-k pixels.
+``center``    Ghorbani's centre-of-mass attack: push the saliency centre away from the original one.
+``region``    Ghorbani's targeted attack: maximise the saliency mass inside a chosen region
+              (``location``: the same objective under Heo et al.'s name, e.g. a border frame).
+``target``    Dombrowski et al. (2019): make :math:`h(x_{adv})` match a target map :math:`h_t`, with
+              loss :math:`d\,\lVert h(x_{adv}) - h_t \rVert^2 + \gamma\,\lVert g(x_{adv}) - g(x)\rVert^2 / K`
+              (maps normalised to sum 1, :math:`d` pixels, :math:`K` logits :math:`g`).
+
+Dispatch
+--------
+The objectives themselves (loss and reference, e.g. the top-k mask of the original map) live in
+the registry :data:`xaifool.attacks.objectives.OBJECTIVES`; this module only runs them. The
+attack names are derived from that registry by the keyword arguments an objective's
+``reference`` takes: an objective whose reference needs only ``k`` and / or ``region`` is run by
+:func:`ghorbani_attack` (:data:`GHORBANI_KINDS`), one that needs a ``target`` map (and ``gamma``)
+by :func:`dombrowski_attack` (:data:`DOMBROWSKI_KINDS`); :data:`ATTACKS` is ``"random"`` plus
+both. :func:`run_attack` and :func:`cached_attack` dispatch through :data:`ATTACK_FUNCTIONS`, and
+:func:`attack_grid` accepts the untargeted ones (:data:`GRID_ATTACKS`). Objectives that need
+other references (``swap``: maps of two classes) are for model manipulations only. Explanations
+come from :func:`xaifool.explain.heatmap`, the package's one differentiable path.
 
 The iterative attacks take signed-gradient steps
 :math:`x \leftarrow \Pi_{\varepsilon}(x - \alpha\,\mathrm{sign}\,\nabla_x L)` and, after every step,
@@ -43,7 +57,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from numbers import Integral, Real
 
 import torch
@@ -55,15 +69,25 @@ from .. import metrics as M
 from ..cache import cached
 from ..config import get_config
 from ..models import smooth
+from .objectives import OBJECTIVES, default_k
+from .result import BeforeAfter
 
-__all__ = ["ATTACKS", "ATTACK_METHODS", "AttackResult", "random_sign", "ghorbani_attack", "dombrowski_attack",
-           "run_attack", "cached_attack", "transfer", "project", "default_k", "default_step_size"]
+__all__ = ["ATTACKS", "ATTACK_METHODS", "GHORBANI_KINDS", "DOMBROWSKI_KINDS", "GRID_ATTACKS", "ATTACK_FUNCTIONS",
+           "AttackResult", "random_sign", "ghorbani_attack", "dombrowski_attack", "run_attack", "cached_attack",
+           "attack_grid", "transfer", "project", "default_k", "default_step_size"]
 
-ATTACKS = ("random", "topk", "center", "region", "target")
 #: Interpreters the input attacks differentiate through (LRP through zennit, see
 #: :func:`xaifool.explain.lrp_objective_gradient`).
 ATTACK_METHODS = ("gradient", "grad_x_input", "integrated_gradients", "smoothgrad", "gradcam", "lrp")
-GHORBANI_KINDS = ("topk", "center", "region")
+#: Objectives :func:`ghorbani_attack` runs: their reference needs at most ``k`` and ``region``.
+GHORBANI_KINDS = tuple(n for n, o in OBJECTIVES.items() if set(o.options) <= {"k", "region"})
+#: Objectives :func:`dombrowski_attack` runs: their reference needs a ``target`` map (and ``gamma``).
+DOMBROWSKI_KINDS = tuple(n for n, o in OBJECTIVES.items()
+                         if "target" in o.options and set(o.options) <= {"target", "gamma"})
+#: Every input attack: the random-sign baseline and the objectives above, in registry order.
+ATTACKS = ("random",) + tuple(n for n in OBJECTIVES if n in GHORBANI_KINDS + DOMBROWSKI_KINDS)
+#: Attacks :func:`attack_grid` runs: those that need no region or target map.
+GRID_ATTACKS = ("random",) + tuple(n for n in GHORBANI_KINDS if not OBJECTIVES[n].targeted)
 DEFAULT_BETA = 30.0
 UPDATES = ("sign", "normalized")
 
@@ -72,10 +96,12 @@ UPDATES = ("sign", "normalized")
 # Result
 # --------------------------------------------------------------------------------------
 
-@dataclass
-class AttackResult:
-    """What an input attack returns (all tensors on the CPU).
+@dataclass(kw_only=True)
+class AttackResult(BeforeAfter):
+    """What an input attack returns (all tensors on the CPU); a :class:`~xaifool.attacks.result.BeforeAfter`.
 
+    attack:                a name of :data:`ATTACKS`; method: the interpreter attacked
+    epsilon:               the ℓ∞ budget in (0, 1)
     x, x_adv:              (B, C, H, W) original and manipulated images
     label:                 (B,) the original network's prediction at ``x``
     heatmap, heatmap_adv:  (B, H, W) explanations of ``label`` by the *original* network
@@ -89,24 +115,18 @@ class AttackResult:
     target_map:            (B, H, W) the target of ``target`` / region of ``region`` (else empty)
     seconds:               wall-clock time of the whole attack, measured with
                            ``settings["threads"]`` torch CPU threads on ``settings["device"]``
+    settings:              the attack's settings (``k``, ``n_iter``, ``step_size``, …)
     """
 
     attack: str
-    method: str
     epsilon: float
     x: torch.Tensor
     x_adv: torch.Tensor
-    label: torch.Tensor
-    heatmap: torch.Tensor
-    heatmap_adv: torch.Tensor
-    logits: torch.Tensor
-    logits_adv: torch.Tensor
     loss: torch.Tensor
     objective: torch.Tensor
     success: torch.Tensor
     target_map: torch.Tensor = field(default_factory=lambda: torch.empty(0))
     seconds: float = 0.0
-    settings: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -116,21 +136,6 @@ class AttackResult:
     def delta_linf(self) -> torch.Tensor:
         """(B,) ‖x_adv − x‖∞ per sample."""
         return (self.x_adv - self.x).flatten(1).abs().amax(1)
-
-    @property
-    def label_kept(self) -> torch.Tensor:
-        """(B,) bool: the original network still predicts ``label`` at ``x_adv``."""
-        return self.logits_adv.argmax(1) == self.label
-
-    @property
-    def confidence(self) -> torch.Tensor:
-        """(B,) softmax probability of ``label`` at ``x``."""
-        return self.logits.softmax(1).gather(1, self.label.view(-1, 1)).view(-1)
-
-    @property
-    def confidence_adv(self) -> torch.Tensor:
-        """(B,) softmax probability of ``label`` at ``x_adv``."""
-        return self.logits_adv.softmax(1).gather(1, self.label.view(-1, 1)).view(-1)
 
     def definition2(self) -> dict:
         """Summary of the three conditions of Definition 2 over the batch."""
@@ -142,36 +147,10 @@ class AttackResult:
             "confidence_change": float((self.confidence_adv - self.confidence).mean()),
         }
 
-    def similarity(self, k: int | None = None) -> dict[str, torch.Tensor]:
-        """(B,) similarity of ``heatmap_adv`` to ``heatmap`` under every metric of the book."""
-        a, b = self.heatmap, self.heatmap_adv
-        k = int(self.settings.get("k") or default_k(a.shape[-2:])) if k is None else int(k)
-        return {
-            "topk": M.topk_intersection(a, b, k),
-            "spearman": M.spearman(a, b),
-            "pearson": M.pearson(a, b),
-            "ssim": M.ssim(a, b),
-            "mse": M.mse(a, b),
-            "com_distance": M.center_of_mass_distance(a, b),
-        }
-
-    # ---- cache round trip --------------------------------------------------------------
-    def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "AttackResult":
-        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
-
 
 # --------------------------------------------------------------------------------------
 # Checks and helpers
 # --------------------------------------------------------------------------------------
-
-def default_k(hw) -> int:
-    """Top-k size: 1000 pixels at 224 × 224 as in Ghorbani et al. (2019), ~2 % of the pixels."""
-    return max(1, round(1000 * (hw[0] * hw[1]) / (224 * 224)))
-
 
 def default_step_size(epsilon: float, n_iter: int) -> float:
     """α = max(2.5 ε / n_iter, ε / 10): the iterates can cross the ε-ball within the budget."""
@@ -254,11 +233,8 @@ def project(x_new: torch.Tensor, x: torch.Tensor, epsilon: float) -> torch.Tenso
 
 
 def _heatmap(model, x, label, method, options, create_graph):
-    """Heatmaps (B, H, W) with the book's post-processing; differentiable if ``create_graph``."""
-    a = E.METHODS[method].fn(model, x, label, create_graph=create_graph, **options)
-    if not create_graph:
-        a = a.detach()
-    return E.postprocess(a)
+    """:func:`xaifool.explain.heatmap` with the book's post-processing (kept for the benchmarks)."""
+    return E.heatmap(model, x, label, method, create_graph=create_graph, **options)
 
 
 def _prepare(model, x, method, options):
@@ -315,8 +291,8 @@ def random_sign(model: nn.Module, x: torch.Tensor, method: str = "gradient", *, 
         with torch.no_grad():
             lb = model(xb).argmax(1)
             la, lo = model(xa), model(xb)
-        h0 = _heatmap(model, xb, lb, method, options, False)
-        ha = _heatmap(model, xa, lb, method, options, False)
+        h0 = E.heatmap(model, xb, lb, method, **options)
+        ha = E.heatmap(model, xa, lb, method, **options)
         parts.append(dict(x=xb, x_adv=xa, label=lb, heatmap=h0, heatmap_adv=ha, logits=lo, logits_adv=la,
                           success=la.argmax(1) == lb))
         bar.update(1)
@@ -331,21 +307,6 @@ def random_sign(model: nn.Module, x: torch.Tensor, method: str = "gradient", *, 
 # Iterative attacks (Ghorbani, Dombrowski)
 # --------------------------------------------------------------------------------------
 
-def _objective(kind, h, logits, ref):
-    """Per-sample objective (lower is better) of an attack on heatmaps ``h`` (B, H, W)."""
-    if kind == "topk":
-        return (h.flatten(1) * ref["mask"]).sum(1)
-    if kind == "center":
-        return -torch.linalg.vector_norm(M._center_of_mass(h) - ref["com"], dim=1)
-    if kind == "region":
-        return -(h * ref["region"]).flatten(1).sum(1)
-    if kind == "target":
-        d = h[0].numel()
-        out = d * (h - ref["target"]).flatten(1).pow(2).sum(1)
-        return out + ref["gamma"] * (logits - ref["logits"]).pow(2).mean(1)
-    raise ValueError(f"attack must be one of {GHORBANI_KINDS + ('target',)}, got {kind!r}")
-
-
 def _surrogate(model, method, beta):
     """The network the attack differentiates: a frozen Softplus(β) copy, or for LRP the network
     itself (its relevance gates are smoothed instead; the caller's model is left as it is, only
@@ -359,17 +320,20 @@ def _surrogate(model, method, beta):
 
 
 def _step(model, surrogate, method, kind, xt, x0, lab, ref, ref_s, *, epsilon, alpha, beta, options, update):
-    """One attack iteration on a batch: the loss on the surrogate and its input gradient, the step
-    with the exact projection, and the original network's logits, heatmap and objective at the
-    new iterate (for the keep-the-best rule). Returns (x_new, loss, logits, heatmap, objective)."""
+    """One attack iteration on a batch: the loss of objective ``kind`` (a key of
+    :data:`~xaifool.attacks.objectives.OBJECTIVES`) on the surrogate and its input gradient, the step
+    with the exact projection, and the original network's logits, heatmap and objective at the new
+    iterate (for the keep-the-best rule). ``ref`` / ``ref_s``: the objective's reference for the
+    original network / the surrogate. Returns (x_new, loss, logits, heatmap, objective)."""
+    obj = OBJECTIVES[kind]
     if method == "lrp":
         loss, grad = E.lrp_objective_gradient(
-            model, xt, lab, lambda rel, out: _objective(kind, E.postprocess(rel), out, ref_s), beta=beta, **options)
+            model, xt, lab, lambda rel, out: obj.loss(E.postprocess(rel), out, ref_s), beta=beta, **options)
     else:
         xg = xt.detach().requires_grad_(True)
-        hs = _heatmap(surrogate, xg, lab, method, options, True)
-        ls = surrogate(xg) if kind == "target" else None
-        loss = _objective(kind, hs, ls, ref_s)
+        hs = E.heatmap(surrogate, xg, lab, method, create_graph=True, **options)
+        ls = surrogate(xg) if obj.needs_logits else None
+        loss = obj.loss(hs, ls, ref_s)
         (grad,) = torch.autograd.grad(loss.sum(), xg)
     if update == "sign":
         direction = grad.sign()
@@ -378,12 +342,22 @@ def _step(model, surrogate, method, kind, xt, x0, lab, ref, ref_s, *, epsilon, a
     x_new = project(xt - alpha * direction, x0, epsilon)
     with torch.no_grad():
         logits = model(x_new)
-    h = _heatmap(model, x_new, lab, method, options, False)
-    return x_new, loss.detach(), logits, h, _objective(kind, h, logits, ref)
+    h = E.heatmap(model, x_new, lab, method, **options)
+    return x_new, loss.detach(), logits, h, obj.loss(h, logits, ref)
+
+
+def _chunk_options(ref_options: dict, sl: slice, dev) -> dict:
+    """The reference options of one chunk: per-image tensors (B, …) sliced and moved to the device."""
+    return {key: v[sl].to(dev) if isinstance(v, torch.Tensor) else v for key, v in ref_options.items()}
 
 
 def _iterative(model, x, method, kind, *, epsilon, n_iter, step_size, beta, options, batch_size, progress,
-               ref_maps=None, gamma=0.0, k=None, update="sign", extra_settings=None) -> AttackResult:
+               ref_options=None, update="sign", extra_settings=None) -> AttackResult:
+    """The loop shared by every iterative attack. ``kind``: a key of
+    :data:`~xaifool.attacks.objectives.OBJECTIVES`; ``ref_options``: the keyword arguments of its
+    ``reference`` (per-image tensors (B, …) are split with the batch)."""
+    obj = OBJECTIVES[kind]
+    ref_options = dict(ref_options or {})
     dev = _device(model)
     surrogate = _surrogate(model, method, beta)
     alpha = default_step_size(epsilon, n_iter) if step_size is None else _check_positive(step_size, "step_size")
@@ -396,22 +370,13 @@ def _iterative(model, x, method, kind, *, epsilon, n_iter, step_size, beta, opti
         with torch.no_grad():
             logits0 = model(x0)
         lab = logits0.argmax(1)
-        h0 = _heatmap(model, x0, lab, method, options, False)
-        ref = {"logits": logits0, "gamma": gamma}
-        if kind == "topk":
-            idx = h0.flatten(1).topk(k, dim=1).indices
-            ref["mask"] = torch.zeros_like(h0.flatten(1)).scatter_(1, idx, 1.0)
-        elif kind == "center":
-            ref["com"] = M._center_of_mass(h0)
-        elif kind == "region":
-            ref["region"] = ref_maps[sl].to(dev)
-        elif kind == "target":
-            ref["target"] = ref_maps[sl].to(dev)
-        obj0 = _objective(kind, h0, logits0, ref)
-        # The surrogate's output term must be anchored at the surrogate's own output at x, or
+        h0 = E.heatmap(model, x0, lab, method, **options)
+        ref = obj.reference(h0, logits0, **_chunk_options(ref_options, sl, dev))
+        obj0 = obj.loss(h0, logits0, ref)
+        # An output term must be anchored at the surrogate's own output at x, or
         # γ‖g_s(x_adv) − g(x)‖² would pull the surrogate towards the ReLU network's logits.
         ref_s = ref
-        if kind == "target":
+        if obj.needs_logits:
             with torch.no_grad():
                 ref_s = {**ref, "logits": surrogate(x0)}
         best_x, best_obj, best_h, best_logits = x0.clone(), obj0.clone(), h0.clone(), logits0.clone()
@@ -432,10 +397,12 @@ def _iterative(model, x, method, kind, *, epsilon, n_iter, step_size, beta, opti
     bar.close()
     cat = {key: torch.cat([p[key] for p in parts], dim=1 if key in ("loss", "objective") else 0).detach().cpu()
            for key in parts[0]}
-    settings = dict(n_iter=n_iter, step_size=alpha, beta=beta, options=options, k=k, gamma=gamma, update=update,
-                    **_timing_context(dev), **(extra_settings or {}))
+    ref_map = next((v for v in ref_options.values() if isinstance(v, torch.Tensor)), None)
+    settings = dict(n_iter=n_iter, step_size=alpha, beta=beta, options=options, k=ref_options.get("k"),
+                    gamma=ref_options.get("gamma", 0.0), update=update, **_timing_context(dev))
+    settings.update(extra_settings or {})
     return AttackResult(attack=kind, method=method, epsilon=epsilon, seconds=time.perf_counter() - t0,
-                        target_map=torch.empty(0) if ref_maps is None else ref_maps.detach().cpu(),
+                        target_map=torch.empty(0) if ref_map is None else ref_map.detach().cpu(),
                         settings=settings, **cat)
 
 
@@ -449,11 +416,14 @@ def ghorbani_attack(model: nn.Module, x: torch.Tensor, method: str = "gradient",
     model:     the original (ReLU) network, eval mode, inputs in [0, 1]
     x:         (B, C, H, W) images in [0, 1]
     method:    an interpreter of :data:`ATTACK_METHODS`
-    attack:    ``"topk"`` (mass out of the original top-k pixels), ``"center"`` (move the centre
-               of mass) or ``"region"`` (mass into ``region``)
+    attack:    an objective of :data:`GHORBANI_KINDS`: ``"topk"`` (mass out of the original top-k
+               pixels), ``"center"`` (move the centre of mass), ``"region"`` / ``"location"`` (mass
+               into ``region``)
     epsilon:   ℓ∞ budget in (0, 1), e.g. 8/255
     n_iter:    signed-gradient steps; step_size: α (default :func:`default_step_size`)
-    k:         top-k size in 1..H·W (default :func:`default_k`); region: (H, W) or (B, H, W) mask
+    k:         top-k size in 1..H·W (default :func:`default_k`)
+    region:    (H, W) or (B, H, W) mask in [0, 1], for objectives that take one (``region``, ``location``;
+               e.g. :func:`xaifool.attacks.objectives.region_mask`)
     beta:      Softplus β of the surrogate that is differentiated (LRP: β of its sigmoid relevance gates)
     update:    ``"sign"`` (α·sign ∇, Ghorbani) or ``"normalized"`` (α·∇/‖∇‖∞ per sample)
     options:   interpreter options (``n_steps``, ``n_samples``, …), used for attack and evaluation
@@ -462,26 +432,29 @@ def ghorbani_attack(model: nn.Module, x: torch.Tensor, method: str = "gradient",
     """
     if attack not in GHORBANI_KINDS:
         raise ValueError(f"attack must be one of {GHORBANI_KINDS}, got {attack!r}")
+    takes = OBJECTIVES[attack].options
     epsilon = _check_epsilon(epsilon)
     n_iter = _check_int(n_iter, "n_iter", 1)
     beta = _check_positive(beta, "beta")
     options = _prepare(model, x, method, options)
     hw = tuple(x.shape[-2:])
-    if attack == "topk":
+    if "k" in takes:
         k = default_k(hw) if k is None else _check_int(k, "k", 1, hw[0] * hw[1])
     elif k is not None:
         k = _check_int(k, "k", 1, hw[0] * hw[1])
-    ref = None
-    if attack == "region":
+    ref_options = {"k": k} if "k" in takes else {}
+    if "region" in takes:
         if region is None:
-            raise ValueError("region must be given for attack='region': a (H, W) or (B, H, W) mask in [0, 1]")
+            raise ValueError(f"region must be given for attack={attack!r}: a (H, W) or (B, H, W) mask in [0, 1]")
         ref = _check_map(region, "region", x.shape[0], hw)
         if ref.min() < 0 or ref.max() > 1:
             raise ValueError("region must be a mask with values in [0, 1]")
+        ref_options["region"] = ref
     if update not in UPDATES:
         raise ValueError(f"update must be one of {UPDATES}, got {update!r}")
     return _iterative(model, x, method, attack, epsilon=epsilon, n_iter=n_iter, step_size=step_size, beta=beta,
-                      options=options, batch_size=batch_size, progress=progress, ref_maps=ref, k=k, update=update)
+                      options=options, batch_size=batch_size, progress=progress, ref_options=ref_options,
+                      update=update, extra_settings={"k": k})
 
 
 def dombrowski_attack(model: nn.Module, x: torch.Tensor, target_map: torch.Tensor, method: str = "gradient", *,
@@ -517,23 +490,37 @@ def dombrowski_attack(model: nn.Module, x: torch.Tensor, target_map: torch.Tenso
     if update not in UPDATES:
         raise ValueError(f"update must be one of {UPDATES}, got {update!r}")
     step_size = epsilon / 8 if step_size is None else step_size
-    return _iterative(model, x, method, "target", epsilon=epsilon, n_iter=n_iter, step_size=step_size, beta=beta,
-                      options=options, batch_size=batch_size, progress=progress, ref_maps=tm, gamma=float(gamma),
-                      update=update)
+    return _iterative(model, x, method, "target", epsilon=epsilon, n_iter=n_iter, step_size=step_size,
+                      beta=beta, options=options, batch_size=batch_size, progress=progress,
+                      ref_options={"target": tm, "gamma": float(gamma)}, update=update)
+
+
+#: The function that runs each attack of :data:`ATTACKS`.
+ATTACK_FUNCTIONS = {"random": random_sign, **{n: ghorbani_attack for n in GHORBANI_KINDS},
+                    **{n: dombrowski_attack for n in DOMBROWSKI_KINDS}}
+
+
+def _attack_function(attack):
+    if not isinstance(attack, str) or attack not in ATTACK_FUNCTIONS:
+        raise ValueError(f"attack must be one of {ATTACKS}, got {attack!r}")
+    return ATTACK_FUNCTIONS[attack]
 
 
 def run_attack(model: nn.Module, x: torch.Tensor, attack: str, method: str = "gradient", **kwargs) -> AttackResult:
-    """Dispatch on ``attack`` (one of :data:`ATTACKS`) to the functions above.
+    """Dispatch on ``attack`` (one of :data:`ATTACKS`) to its function in :data:`ATTACK_FUNCTIONS`.
 
-    ``batch_size`` defaults to the profile's ``attack_batch_size`` (images per device batch)."""
+    model:   the original network; x: (B, C, H, W) images in [0, 1]
+    attack:  a name of :data:`ATTACKS`; method: an interpreter of :data:`ATTACK_METHODS`
+    kwargs:  the keyword arguments of that function (``target_map`` for :func:`dombrowski_attack`);
+             ``batch_size`` defaults to the profile's ``attack_batch_size`` (images per device batch)
+    """
+    fn = _attack_function(attack)
     kwargs.setdefault("batch_size", get_config().profile.attack_batch_size)
-    if attack == "random":
+    if fn is random_sign:
         return random_sign(model, x, method, **kwargs)
-    if attack in GHORBANI_KINDS:
-        return ghorbani_attack(model, x, method, attack, **kwargs)
-    if attack == "target":
+    if fn is dombrowski_attack:
         return dombrowski_attack(model, x, kwargs.pop("target_map", None), method, **kwargs)
-    raise ValueError(f"attack must be one of {ATTACKS}, got {attack!r}")
+    return ghorbani_attack(model, x, method, attack, **kwargs)
 
 
 def cached_attack(model_key: str, model: nn.Module, x: torch.Tensor, attack: str, method: str = "gradient",
@@ -546,9 +533,7 @@ def cached_attack(model_key: str, model: nn.Module, x: torch.Tensor, attack: str
     """
     if not isinstance(model_key, str) or not model_key:
         raise ValueError(f"model_key must be a non-empty string naming the model, got {model_key!r}")
-    if attack not in ATTACKS:
-        raise ValueError(f"attack must be one of {ATTACKS}, got {attack!r}")
-    target = {"random": random_sign, "target": dombrowski_attack}.get(attack, ghorbani_attack)
+    target = _attack_function(attack)
     accepted = set(inspect.signature(target).parameters) - {"model", "x", "method", "attack"}
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
@@ -609,15 +594,17 @@ def attack_grid(model_key: str, model: nn.Module, x: torch.Tensor, *, attacks, m
                 **kwargs) -> dict[tuple[str, str, float], AttackResult]:
     """Every (attack, method, ε) combination through :func:`cached_attack`.
 
-    attacks:  subset of ``("random", "topk", "center")``; methods: subset of :data:`ATTACK_METHODS`
+    attacks:  subset of :data:`GRID_ATTACKS` (``"random"`` and the untargeted objectives: ``topk``,
+              ``center``); methods: subset of :data:`ATTACK_METHODS`
     epsilons: ε values in units of 1/255 (e.g. ``(1, 2, 4, 8)``)
     options:  {method: {option: value}} interpreter options per method
     returns:  {(attack, method, ε·255): AttackResult}; chapters that call this with the same
               arguments share the cached results
     """
-    bad = [a for a in attacks if a not in ("random", "topk", "center")]
+    bad = [a for a in attacks if a not in GRID_ATTACKS]
     if bad:
-        raise ValueError(f"attacks must be among ('random', 'topk', 'center'), got {bad}")
+        raise ValueError(f"attacks must be among {GRID_ATTACKS} (attacks that need no region or target map), "
+                         f"got {bad}")
     small = [e for e in epsilons if not 0.5 <= float(e) < 255]
     if small:
         raise ValueError(f"epsilons are in units of 1/255 and must lie in [0.5, 255), e.g. (1, 2, 4, 8); got {small}")
