@@ -22,7 +22,7 @@ def _build(tmp_path, config_changes=None, root=ROOT):
     cfg_file.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "XAIFOOL_PROFILE": "quick", "XAIFOOL_DEVICE": "cpu"}
     return subprocess.run([str(JB), "build", str(root), "--path-output", str(tmp_path), "--config", str(cfg_file),
-                           "-W", "-n", "--keep-going"], capture_output=True, text=True, env=env, timeout=1500)
+                           "-W", "-n", "--keep-going"], capture_output=True, text=True, env=env, timeout=2400)
 
 
 @pytest.mark.slow

@@ -76,7 +76,13 @@ def test_full_profile_code_paths_run_at_smoke_sizes(mirror_available, tmp_path):
     for chapter in full_results.CHAPTERS:
         rec = full_results.check_record(json.loads((out / f"{chapter}.json").read_text()))
         assert rec["profile"] == "smoke" and rec["complete"] and rec["device"] == "cpu"
-        assert rec["settings"]["attack_iters" if chapter.startswith("02a") else "n_tabular_explain"] == 2
+        key = {"02a": "attack_iters", "02b": "heo_epochs", "08": "n_tabular_explain"}[chapter[:3].rstrip("_")]
+        assert rec["settings"][key] == {"heo_epochs": 1}.get(key, 2)
+    heo = json.loads((out / "02b_model_manipulation.json").read_text())["numbers"]
+    assert set(heo["cifar_resnet20"]) == {f"{a}/{m}" for a, m in config.SMOKE.heo_grid}
+    assert set(heo["mobilenet_v2"]) == {f"{a}/{m}" for a, m in config.SMOKE.heo_imagenet_grid}
+    for row in (*heo["cifar_resnet20"].values(), *heo["mobilenet_v2"].values()):
+        assert 0 <= row["fsr"] <= 1 and 0 <= row["accuracy_adv"] <= 1 and row["fsr_unmodified"] == 0.0
     num = json.loads((out / "02a_input_manipulation.json").read_text())["numbers"]
     assert set(num["curves"]) == {"gradient", "grad_x_input", "integrated_gradients", "smoothgrad", "gradcam", "lrp"}
     assert set(num["curves"]["gradient"]) == {"random", "topk", "center"}

@@ -350,3 +350,39 @@ def test_chunked_batches_give_the_same_result():
     # equal up to the odd sign flip of a near-zero gradient entry (batch-size dependent rounding)
     assert ((whole.x_adv - parts.x_adv).abs() > 1e-6).float().mean() < 0.01
     assert parts.loss.shape == (3, 5) and parts.objective.shape == (4, 5)
+
+
+def test_transfer_to_inputs_moves_perturbations_between_images_within_the_budget():
+    model, x = tiny_model(), images(0, 4)
+    res = A.ghorbani_attack(model, x, "gradient", "topk", epsilon=8 / 255, n_iter=3, progress=False)
+    own = A.transfer_to_inputs(model, res, shift=0)
+    # shift 0: every image gets its own perturbation back — the attack's own similarity
+    sim = res.similarity()
+    assert torch.allclose(own["topk"], sim["topk"]) and torch.allclose(own["spearman"], sim["spearman"], atol=1e-6)
+    assert torch.equal(own["label_kept"], res.label_kept)
+    out = A.transfer_to_inputs(model, res, shift=1)
+    assert all(v.shape == (4,) for v in out.values())
+    # image j received δ_{j−1}: recompute image 1 by hand
+    xj = (x[1] + (res.x_adv[0] - res.x[0])).clamp(0, 1)
+    assert float((xj - x[1]).abs().max()) <= 8 / 255 + 1e-6
+    from xaifool import explain as E
+    from xaifool import metrics as M
+    pred = model(x[1:2]).argmax(1)
+    a, b = E.explain(model, x[1:2], pred, "gradient"), E.explain(model, xj[None], pred, "gradient")
+    assert float(out["topk"][1]) == pytest.approx(float(M.topk_intersection(a, b, res.settings["k"])[0]))
+    for bad in (-1, 4, 1.0):
+        with pytest.raises(ValueError, match="shift"):
+            A.transfer_to_inputs(model, res, shift=bad)
+
+
+def test_transfer_to_models_the_source_model_reproduces_the_attack():
+    model, x = tiny_model(), images(0, 4)
+    res = A.ghorbani_attack(model, x, "gradient", "topk", epsilon=8 / 255, n_iter=3, progress=False)
+    out = A.transfer_to_models(res, {"same": model, "other": tiny_model(seed=1)})
+    assert torch.allclose(out["same"]["topk"], res.similarity()["topk"])
+    assert torch.equal(out["same"]["label_kept"], res.label_kept)
+    assert out["other"]["topk"].shape == (4,) and ((out["other"]["topk"] >= 0) & (out["other"]["topk"] <= 1)).all()
+    with pytest.raises(ValueError, match="models"):
+        A.transfer_to_models(res, {})
+    with pytest.raises(ValueError, match="result"):
+        A.transfer_to_models("not a result", {"same": model})

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from xaifool.attacks import concealment as C
 from xaifool.attacks import tabular as T
 from xaifool.data import load_tabular
 
@@ -123,10 +124,10 @@ def test_scaffold_for_kernel_shap_keeps_fidelity(mirror_available):
 # ---------------------------------------------------------------------------------------
 
 def test_concealment_hides_but_keeps_the_bias(mirror_available):
-    ds, base, concealed = T.conceal("adult")
+    ds, base, concealed = C.conceal("adult")
     X = __import__("torch").from_numpy(ds.X_test)
     acc = {k: float((m(X).argmax(1).numpy() == ds.y_test).mean()) for k, m in [("b", base), ("c", concealed)]}
-    grad = {k: float(T.sensitive_gradient(m, X, ds.sensitive_index).mean()) for k, m in [("b", base), ("c", concealed)]}
+    grad = {k: float(C.sensitive_gradient(m, X, ds.sensitive_index).mean()) for k, m in [("b", base), ("c", concealed)]}
     flip = T.flip_rate(lambda a: concealed(__import__("torch").from_numpy(a)).argmax(1).numpy(), ds.X_test,
                        ds.sensitive_index)
     print(acc, grad, flip)
@@ -137,7 +138,7 @@ def test_concealment_hides_but_keeps_the_bias(mirror_available):
 
 def test_biased_labels_inject_dependence(mirror_available):
     ds = load_tabular("compas")
-    ytr, _ = T.biased_labels(ds, 0.3, seed=0)
+    ytr, _ = C.biased_labels(ds, 0.3, seed=0)
     s = ds.X_train[:, ds.sensitive_index] > 0.5
     gap_true = ds.y_train[s].mean() - ds.y_train[~s].mean()
     gap_biased = ytr[s].mean() - ytr[~s].mean()
@@ -158,18 +159,18 @@ def test_bad_input_raises_value_error_naming_the_argument(mirror_available):
     with pytest.raises(ValueError, match="^sensitive must be a 0/1 column"):
         T.scaffold_experiment("adult", "lime", sensitive="race")
     with pytest.raises(ValueError, match="^name must be one of"):
-        T.conceal("iris")
+        C.conceal("iris")
     with pytest.raises(ValueError, match="^sensitive must be a 0/1 column"):
-        T.conceal("compas", sensitive="age")
+        C.conceal("compas", sensitive="age")
     with pytest.raises(ValueError, match="^sensitive must be a 0/1 column"):
-        T.conceal("german", sensitive="Gender")
+        C.conceal("german", sensitive="Gender")
     ds = T.with_unrelated(load_tabular("german"))
     with pytest.raises(ValueError, match="^background must be"):
         T.explain_proba(T.BiasedClassifier(0).predict_proba, ds.X_test[:1], ds, "kernel_shap", background="mean")
     with pytest.raises(ValueError, match="^ds must carry"):
         T.build_scaffold(load_tabular("german"), "lime")
     with pytest.raises(ValueError, match="^strength must be"):
-        T.biased_labels(ds, 1.5)
+        C.biased_labels(ds, 1.5)
 
 
 @pytest.mark.parametrize("arg, value", [("lr", 0.0), ("lr", -1e-3), ("lr", float("nan")),
@@ -180,4 +181,4 @@ def test_conceal_rejects_bad_training_settings(mirror_available, arg, value):
     """Concealment's fine-tuning settings: lr > 0, epochs and n_batches ints >= 1, lam >= 0."""
     accepted = {"lr": "a number > 0", "epochs": "an int >= 1", "n_batches": "an int >= 1", "lam": "a number >= 0"}[arg]
     with pytest.raises(ValueError, match=rf"^{arg} must be {accepted}\b"):
-        T.conceal("german", **{arg: value})
+        C.conceal("german", **{arg: value})

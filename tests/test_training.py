@@ -169,3 +169,34 @@ def test_a_non_scalar_loss_is_rejected():
     with pytest.raises(ValueError, match="^loss_fn must return a scalar"):
         fit(_mlp(), [(x, y)], lambda m, b: F.cross_entropy(m(b[0]), b[1], reduction="none"), epochs=1, lr=0.1,
             progress=False)
+
+
+def test_the_fine_curve_averages_windows_of_steps_and_changes_nothing_else():
+    x, y = _blobs()
+    plain = fit(_mlp(), _shuffled(x, y), _ce, epochs=3, lr=0.05, seed=0, progress=False)
+    m = _mlp()
+    fine = fit(m, _shuffled(x, y), _ce, epochs=3, lr=0.05, seed=0, progress=False, log_every=2)
+    steps = fine.pop("steps")
+    assert fine == plain  # the epoch means are the same with or without the fine curve
+    # 4 batches per epoch, 12 steps: windows of 2 end at steps 2, 4, ..., 12
+    assert steps["step"] == [2, 4, 6, 8, 10, 12]
+    # each epoch's mean loss is the mean of its two windows
+    for e in range(3):
+        assert steps["loss"][2 * e] + steps["loss"][2 * e + 1] == pytest.approx(2 * plain["loss"][e], rel=1e-6)
+    assert len(steps["accuracy"]) == 6
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "8"])
+def test_log_every_must_be_a_positive_int(bad):
+    x, y = _blobs()
+    with pytest.raises(ValueError, match="log_every"):
+        fit(_mlp(), _shuffled(x, y), _ce, epochs=1, lr=0.05, progress=False, log_every=bad)
+
+
+def test_the_fine_curve_ends_with_a_shorter_window():
+    x, y = _blobs()
+    fine = fit(_mlp(), _shuffled(x, y), _ce, epochs=2, lr=0.05, seed=0, progress=False, log_every=3)
+    steps = fine["steps"]
+    assert steps["step"] == [3, 6, 8]  # 8 steps: two full windows of 3, then one of 2
+    total = 3 * steps["loss"][0] + 3 * steps["loss"][1] + 2 * steps["loss"][2]
+    assert total == pytest.approx(4 * (fine["loss"][0] + fine["loss"][1]), rel=1e-6)

