@@ -103,6 +103,11 @@ class Profile:
     #: (attack, interpreter) pairs fine-tuned on MobileNetV2 (ImageNet sample images, distillation).
     heo_imagenet_grid: tuple = (("topk", "gradcam"),)
     # --- end model-manipulation attacks ---
+    # --- sanity checks (Adebayo et al.) ---
+    #: Lossless CIFAR-10 training images and epochs of the data-randomisation models (ResNet-20 from scratch).
+    sanity_n_train: int = 2000
+    sanity_epochs: int = 10
+    # --- end sanity checks ---
 
 
 QUICK = Profile(
@@ -168,6 +173,8 @@ FULL = Profile(
                        ("topk", "gradient")),
     heo_grid=tuple((a, m) for a in ("location", "topk", "center", "swap") for m in ("gradcam", "lrp", "gradient")),
     # --- FULL: end model-manipulation attacks ---
+    sanity_n_train=4000,           # every lossless training image
+    sanity_epochs=60,
 )
 
 
@@ -202,6 +209,8 @@ SMOKE = replace(
     heo_epochs=1,
     heo_n_test=64,
     heo_n_transfer=4,
+    sanity_n_train=64,
+    sanity_epochs=1,
     heo_n_imagenet=4,
     heo_epochs_imagenet=1,
 )

@@ -16,6 +16,11 @@ call per (step, interpreter), never a loop over images — and scores each map a
 model's map with :data:`SIMILARITIES`: Spearman's ρ of the absolute and of the signed maps, SSIM,
 and the Pearson correlation of their histograms of oriented gradients (HOG), as in the paper.
 
+**Data randomisation** (:func:`label_trained_model`): a CIFAR-10 ResNet-20 trained from scratch on
+training images whose labels were randomly permuted, next to the same network trained by the
+same recipe on the true labels; an interpreter that explains the model should give different maps
+for the two.
+
 Bad input raises ``ValueError`` naming the argument and the accepted values.
 """
 from __future__ import annotations
@@ -31,7 +36,8 @@ from . import explain as E
 from . import metrics as M
 from .config import get_config
 
-__all__ = ["ORDERS", "SIMILARITIES", "randomizable_layers", "randomized", "similarity", "hog_pearson", "cascading"]
+__all__ = ["ORDERS", "SIMILARITIES", "randomizable_layers", "randomized", "similarity", "hog_pearson", "cascading",
+           "label_trained_model"]
 
 ORDERS = ("top_down", "bottom_up", "independent")
 SIMILARITIES = ("spearman_abs", "spearman", "ssim", "hog_pearson")
@@ -169,3 +175,66 @@ def cascading(model: nn.Module, x: torch.Tensor, methods, target=None, *, order:
         scores = [similarity(original[m], step[m], metrics) for step in per_step]
         sims[m] = {k: torch.stack([sc[k] for sc in scores]) for k in scores[0]}
     return {"layers": names, "original": original, "maps": out_maps, "similarity": sims}
+
+
+def label_trained_model(permute: bool = True, *, n_train: int | None = None, epochs: int | None = None,
+                        lr: float = 1e-3, batch_size: int = 128, seed: int | None = None,
+                        progress: bool | None = None, refresh: bool = False) -> nn.Module:
+    """A CIFAR-10 ResNet-20 trained from scratch (Adam, batch norm in train mode), cached.
+
+    permute:  train on a seeded random permutation of the labels (Adebayo et al.'s data
+              randomisation test) or, with False, on the true labels (the comparison model)
+    n_train:  lossless training images (default ``profile.sanity_n_train``, at most 4,000)
+    epochs:   passes over them (default ``profile.sanity_epochs``)
+    returns:  the model in eval mode on the configured device, with ``model.training_record`` =
+              ``{"settings", "history", "labels"}`` (``labels``: the labels it was trained on)
+    """
+    from .cache import cached
+    from .data import load_cifar10
+    from .models import Normalized, cifar_resnet
+    from .training import fit
+
+    cfg = get_config()
+    P = cfg.profile
+    if not isinstance(permute, bool):
+        raise ValueError(f"permute must be True or False, got {permute!r}")
+    n_train = P.sanity_n_train if n_train is None else n_train
+    epochs = P.sanity_epochs if epochs is None else epochs
+    for arg, value, hi in (("n_train", n_train, 4000), ("epochs", epochs, None), ("batch_size", batch_size, None)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (hi is not None and value > hi):
+            raise ValueError(f"{arg} must be an int in 1..{hi or '∞'}, got {value!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"lr must be a number > 0, got {lr!r}")
+    seed = cfg.seed if seed is None else int(seed)
+    data = load_cifar10("train4000", None if n_train == 4000 else n_train, seed=seed)
+    labels = data.y[torch.randperm(len(data.y), generator=torch.Generator().manual_seed(seed + 7))] if permute \
+        else data.y
+    settings = {"permute": permute, "n_train": n_train, "epochs": epochs, "lr": float(lr), "batch_size": batch_size,
+                "seed": seed, "device": cfg.device.type}
+
+    def build():
+        torch.manual_seed(seed)
+        return Normalized(cifar_resnet(20), cam_layer="net.layer3").to(cfg.device)
+
+    def compute():
+        net = build()
+        x, y = data.x, labels
+
+        def batches(epoch):
+            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+            return [(x[i].to(cfg.device), y[i].to(cfg.device)) for i in order.split(batch_size)]
+
+        def loss_fn(model, batch):
+            logits = model(batch[0])
+            return (nn.functional.cross_entropy(logits, batch[1]),
+                    {"accuracy": (logits.argmax(1) == batch[1]).float().mean()})
+
+        history = fit(net, batches, loss_fn, epochs=epochs, lr=float(lr), seed=seed, train_mode=True,
+                      progress=progress, desc="random labels" if permute else "true labels")
+        return {"state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}, "history": history}
+
+    out = cached("sanity-label-model", settings, compute, depends=(__name__,), refresh=refresh)
+    model = build()
+    model.load_state_dict(out["state_dict"])
+    model.training_record = {"settings": settings, "history": out["history"], "labels": labels}
+    return model.eval()
