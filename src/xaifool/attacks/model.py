@@ -73,7 +73,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from numbers import Integral, Real
+from numbers import Real
 
 import torch
 import torch.nn as nn
@@ -82,6 +82,7 @@ import torch.nn.functional as F
 from .. import explain as E
 from .. import metrics as M
 from ..config import get_config
+from .input import _check_int
 from .objectives import OBJECTIVES, region_mask
 from .result import BeforeAfter
 
@@ -198,13 +199,6 @@ def _check_lam(lam) -> float:
     if isinstance(lam, bool) or not isinstance(lam, Real) or not math.isfinite(float(lam)) or float(lam) < 0:
         raise ValueError(f"lam must be a finite number >= 0 (the weight λ of the fooling loss), got {lam!r}")
     return float(lam)
-
-
-def _check_int(value, name, lo, hi=None) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < lo or (hi is not None and value > hi):
-        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name} must be an int in {rng}, got {value!r}")
-    return int(value)
 
 
 def _check_model(model, method, name="model") -> None:
