@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from xaifool.explain import (DIFFERENTIABLE_METHODS, IMAGE_METHODS, METHODS, TABULAR_METHODS, _segments, attribute,
                              explain, heatmap, postprocess)
+from xaifool import metrics
 from xaifool.models import SmoothReLU6, smooth
 
 captum_attr = pytest.importorskip("captum.attr")
@@ -35,6 +36,7 @@ pytest.importorskip("zennit")
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients:UserWarning"),  # captum
+    pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU activations:UserWarning"),  # captum guided
     pytest.mark.filterwarnings("ignore:The set_(bad|over|under) function:PendingDeprecationWarning"),  # shap import
 ]
 
@@ -252,6 +254,18 @@ def test_integrated_gradients_matches_captum(smooth_resnet, cifar, ig_smooth_res
     _assert_close_rel(ig_smooth_resnet, ref, 1e-4, "IG vs captum")
 
 
+def test_integrated_gradients_quadrature_option_matches_captum(resnet, cifar):
+    """The quadrature rule is reachable through explain() (``quadrature=``; captum calls it ``method``)."""
+    x, t = cifar
+    ref = captum_attr.IntegratedGradients(resnet).attribute(x, baselines=0, target=t, n_steps=10,
+                                                            method="riemann_trapezoid")
+    got = attribute(resnet, x, t, "integrated_gradients", n_steps=10, quadrature="riemann_trapezoid")
+    _assert_close_rel(got, ref, 1e-4, "IG (trapezoid) vs captum")
+    assert not torch.allclose(got, attribute(resnet, x, t, "integrated_gradients", n_steps=10))
+    with pytest.raises(ValueError, match="^quadrature"):
+        attribute(resnet, x, t, "integrated_gradients", quadrature="simpson")
+
+
 # ======================================================================================
 # 3. gradient and grad × input against captum on ResNet-20
 # ======================================================================================
@@ -418,6 +432,80 @@ def test_gradient_family_on_frozen_model(resnet, cifar):
     frozen = copy.deepcopy(resnet).requires_grad_(False)
     for m in ("gradient", "grad_x_input", "lrp"):
         torch.testing.assert_close(attribute(frozen, x, t, m), attribute(resnet, x, t, m))
+
+
+# ======================================================================================
+# 5b. Guided backprop and guided Grad-CAM
+# ======================================================================================
+
+def test_guided_backprop_matches_captum(resnet, cifar):
+    x, t = cifar
+    ref = captum_attr.GuidedBackprop(resnet).attribute(x, target=t)
+    got = attribute(resnet, x, t, "guided_backprop")
+    torch.testing.assert_close(got, ref.detach(), rtol=1e-5, atol=1e-6 * ref.abs().max().item())
+    assert not torch.allclose(got, attribute(resnet, x, t, "gradient"))  # the guidance changes the map
+    assert not resnet.net._forward_hooks and all(not m._forward_hooks for m in resnet.modules())  # hooks removed
+
+
+def test_guided_gradcam_matches_captum(resnet, cifar):
+    x, t = cifar
+    layer = resnet.get_submodule(resnet.cam_layer)
+    ref = captum_attr.GuidedGradCam(resnet, layer).attribute(x, target=t, interpolate_mode="nearest")
+    got = attribute(resnet, x, t, "guided_gradcam", upsample="nearest")
+    torch.testing.assert_close(got, ref.detach(), rtol=1e-5, atol=1e-6 * ref.abs().max().item())
+    # guided Grad-CAM = guided backprop ⊙ Grad-CAM, also with the default bilinear upsampling
+    torch.testing.assert_close(attribute(resnet, x, t, "guided_gradcam"),
+                               attribute(resnet, x, t, "guided_backprop") * attribute(resnet, x, t, "gradcam"))
+
+
+def test_guided_backprop_of_one_relu_layer_by_hand():
+    """f = w₂ᵀ ReLU(W₁x): guided backprop = W₁ᵀ (ReLU(w₂) ⊙ 1[W₁x > 0]), the gradient keeps negative w₂."""
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 1)).double().eval()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    w1, b1, w2 = net[0].weight, net[0].bias, net[2].weight[0]
+    active = (x @ w1.T + b1 > 0).double()
+    expected = (active * w2.clamp_min(0)) @ w1
+    got = attribute(net, x, 0, "guided_backprop")
+    torch.testing.assert_close(got, expected.detach())
+    assert not torch.allclose(got, attribute(net, x, 0, "gradient"))
+
+
+def test_guided_backprop_on_relu6_is_not_the_gradient():
+    """captum's GuidedBackprop hooks nn.ReLU only and silently returns the gradient on ReLU6
+    networks; the book's implementation guides ReLU6 too (ReLU6 passes gradient only on (0, 6))."""
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Linear(4, 6), nn.ReLU6(), nn.Linear(6, 1)).double().eval()
+    x = 3 * torch.randn(5, 4, dtype=torch.float64)
+    w1, b1, w2 = net[0].weight, net[0].bias, net[2].weight[0]
+    z = x @ w1.T + b1
+    expected = (((z > 0) & (z < 6)).double() * w2.clamp_min(0)) @ w1
+    torch.testing.assert_close(attribute(net, x, 0, "guided_backprop"), expected.detach())
+    captum_gb = captum_attr.GuidedBackprop(net).attribute(x, target=0)
+    torch.testing.assert_close(captum_gb, attribute(net, x, 0, "gradient"))  # the pitfall the issue names
+
+
+@pytest.mark.parametrize("activation", ["relu", "relu6"])
+def test_guided_backprop_differs_from_gradient_on_imagenet_classifier(activation):
+    from xaifool.data import DataFileError, load_imagenet_samples
+    from xaifool.models import load_imagenet_classifier
+
+    try:
+        model, x = load_imagenet_classifier(activation=activation, device=CPU), load_imagenet_samples(2).x
+    except DataFileError as err:
+        pytest.skip(f"ImageNet samples or MobileNetV2 weights unavailable: {err}")
+    with torch.no_grad():
+        t = model(x).argmax(1)
+    gb, grad = explain(model, x, t, "guided_backprop"), explain(model, x, t, "gradient")
+    assert torch.isfinite(gb).all()
+    rho = metrics.spearman(gb, grad)
+    assert (rho < 0.9).all(), f"guided backprop too close to the gradient: Spearman {rho.tolist()}"
+
+
+def test_guided_backprop_needs_relu_modules(smooth_resnet, cifar):
+    x, t = cifar
+    with pytest.raises(ValueError, match="guided_backprop.*ReLU"):
+        explain(smooth_resnet, x, t, "guided_backprop")
 
 
 # ======================================================================================
@@ -646,7 +734,7 @@ def test_every_method_on_resnet(resnet, cifar, method):
 
 def test_method_registry_is_consistent():
     assert set(IMAGE_METHODS) == set(METHODS)
-    assert set(TABULAR_METHODS) == set(METHODS) - {"gradcam"}
+    assert set(TABULAR_METHODS) == set(METHODS) - {"gradcam", "guided_gradcam"}
     assert {n for n, m in METHODS.items() if m.differentiable} == {
         "gradient", "grad_x_input", "smoothgrad", "integrated_gradients", "gradcam", "lrp"}
     for name, m in METHODS.items():

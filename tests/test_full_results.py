@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from xaifool import config, full_results
+from xaifool import config, full_results, sanity
 from xaifool.config import REPO_ROOT
 
 
@@ -76,7 +76,8 @@ def test_full_profile_code_paths_run_at_smoke_sizes(mirror_available, tmp_path):
     for chapter in full_results.CHAPTERS:
         rec = full_results.check_record(json.loads((out / f"{chapter}.json").read_text()))
         assert rec["profile"] == "smoke" and rec["complete"] and rec["device"] == "cpu"
-        key = {"02a": "attack_iters", "02b": "heo_epochs", "08": "n_tabular_explain"}[chapter[:3].rstrip("_")]
+        key = {"02a": "attack_iters", "02b": "heo_epochs", "06": "sanity_samples",
+               "08": "n_tabular_explain"}[chapter[:3].rstrip("_")]
         assert rec["settings"][key] == {"heo_epochs": 1}.get(key, 2)
     heo = json.loads((out / "02b_model_manipulation.json").read_text())["numbers"]
     assert set(heo["cifar_resnet20"]) == {f"{a}/{m}" for a, m in config.SMOKE.heo_grid}
@@ -88,5 +89,10 @@ def test_full_profile_code_paths_run_at_smoke_sizes(mirror_available, tmp_path):
     assert set(num["curves"]["gradient"]) == {"random", "topk", "center"}
     for m in ("gradient", "lrp"):
         assert 0 <= num["imagenet"][m]["topk"]["topk"] <= 1 and num["dombrowski"][m]["label_kept"] == 1.0
+    san = json.loads((out / "06_sanity_checks.json").read_text())["numbers"]
+    for key in ("mobilenet_v2", "cifar_resnet20"):
+        assert set(san[key]["methods"]) == set(sanity.CHAPTER_METHODS) and san[key]["n_images"] >= 1
+        assert all(-1 <= v["after_all"] <= 1 and isinstance(v["passes"], bool)
+                   for v in san[key]["methods"].values())
     tab = json.loads((out / "08_experiments.json").read_text())["numbers"]
     assert set(tab["slack"]) == {"compas", "german"} and set(tab["dimanov"]) == {"compas", "german"}

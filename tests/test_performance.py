@@ -36,7 +36,28 @@ def _fixtures(folder):
                     _run("mobilenet_v2", 224, 30.0, 5.0, [(1, 5.0, 2**28), (16, 25.0, 2**31)], 4.8)]}
     for name, rec in (("attacks-cpu.json", cpu), ("attacks-cuda.json", gpu)):
         (folder / name).write_text(json.dumps(rec))
+    (folder / "sanity-cpu.json").write_text(json.dumps(SANITY))
     return cpu, gpu
+
+
+SANITY = {"benchmark": "sanity", "device": "cpu", "device_name": "Test CPU", "threads": 2, "torch": "x",
+          "time": "2026-01-01T00:00:00Z", "n_images": 8, "n_layers_model": 105,
+          "runs": [{"method": "gradient", "n_layers": 105, "bound_s": 10.0, "book_s": 11.0, "quantus_s": 33.0,
+                    "max_similarity_difference": 1e-7},
+                   {"method": "integrated_gradients", "n_layers": 16, "bound_s": 20.0, "book_s": 21.0}]}
+
+
+def test_sanity_table_from_fixture_record(tmp_path):
+    _fixtures(tmp_path)
+    recs = perf.load_sanity(tmp_path)
+    t = perf.sanity(recs).set_index("interpreter")
+    assert t.loc["gradient", "Quantus / book"] == pytest.approx(3.0)
+    assert t.loc["gradient", "book / bound"] == pytest.approx(1.1)
+    assert t.loc["integrated_gradients", "Quantus / book"] != t.loc["integrated_gradients", "Quantus / book"]  # NaN
+    with pytest.raises(ValueError, match="n_images"):
+        perf.check_sanity({**SANITY, "n_images": "8"})
+    with pytest.raises(ValueError, match="book_s"):
+        perf.check_sanity({**SANITY, "runs": [{"method": "gradient", "n_layers": 1, "bound_s": 1.0}]})
 
 
 def test_tables_from_fixture_records(tmp_path):
@@ -95,4 +116,4 @@ def test_performance_page_builds_from_fixture_files(tmp_path):
         glued = {o["metadata"]["scrapbook"]["name"] for c in nb.cells if c.cell_type == "code"
                  for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})}
         assert {"gpu_ratio_sentence", "gpu_hw_sentence", "var_sentence", "fig_scaling",
-                "hw_cpu_resnet20_pct"} <= glued
+                "hw_cpu_resnet20_pct", "sanity_sentence"} <= glued

@@ -110,6 +110,37 @@ def test_randomised_gradient_is_less_similar_than_the_original_to_itself():
     assert torch.allclose(self_sim, torch.ones(6), atol=1e-6)
 
 
+def test_blocks_cover_every_layer_once():
+    from xaifool.models import cifar_resnet
+
+    model = Normalized(cifar_resnet(20), cam_layer="net.layer3")
+    b = S.blocks(model)
+    assert b == ["net.conv1", "net.bn1", *[f"net.layer{i}.{j}" for i in (1, 2, 3) for j in range(3)], "net.linear"]
+    owners = [[n for n in S.randomizable_layers(model) if n == blk or n.startswith(blk + ".")] for blk in b]
+    assert sorted(n for o in owners for n in o) == sorted(S.randomizable_layers(model))  # each layer in one block
+
+
+@pytest.mark.parametrize("order", ["top_down", "independent"])
+def test_block_steps_change_exactly_their_layers(order):
+    """Block steps (Adebayo et al.'s granularity): a step re-initialises every layer inside its block."""
+    from xaifool.models import cifar_resnet
+
+    torch.manual_seed(0)
+    model = Normalized(cifar_resnet(20), cam_layer="net.layer3").eval()
+    with torch.no_grad():  # trained-looking batch norms, so that a reset changes every layer
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.1, 0.1), m.running_mean.uniform_(-0.1, 0.1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    steps = S.blocks(model)
+    inside = lambda blk: {n for n in S.randomizable_layers(model) if n == blk or n.startswith(blk + ".")}  # noqa: E731
+    done = set()
+    for name, net in S.randomized(model, order, seed=0, layers=steps):
+        done = (done if order == "top_down" else set()) | inside(name)
+        assert _changed(before, net) == done  # these layers, bit-identical elsewhere
+    assert not _changed(before, model)
+
+
 @pytest.mark.parametrize("call, name", [
     (lambda m, x: list(S.randomized(m, "sideways")), "order"),
     (lambda m, x: list(S.randomized(m, layers=["net.99"])), "layers"),
@@ -119,6 +150,10 @@ def test_randomised_gradient_is_less_similar_than_the_original_to_itself():
     (lambda m, x: S.similarity(torch.rand(2, 4, 4), torch.rand(2, 5, 4)), "a and b"),
     (lambda m, x: S.similarity(torch.rand(2, 4, 4), torch.rand(2, 4, 4), ["psnr"]), "metrics"),
     (lambda m, x: S.randomizable_layers("resnet"), "model"),
+    (lambda m, x: list(S.randomized(m, layers=["net", "net.0"])), "layers"),  # overlapping steps
+    (lambda m, x: S.cascading(m, x, ["gradient"], target=[0, 1]), "target"),
+    (lambda m, x: S.cascading(m, x, ["gradient"], target=9), "target"),
+    (lambda m, x: S.cascading(m, x, ["gradient"], options={"gradient": {"n_steps": 3}}), "option"),
 ])
 def test_bad_input_raises_value_error_naming_the_argument(call, name):
     with pytest.raises(ValueError, match=name):
@@ -163,3 +198,154 @@ def test_data_randomisation_model_memorises_permuted_labels_and_learns_nothing_t
 def test_label_trained_model_rejects_bad_settings(kw, name):
     with pytest.raises(ValueError, match=name):
         S.label_trained_model(**{"permute": True, **kw})
+
+
+# --------------------------------------------------------------------------------------
+# Agreement with Quantus' MPRT (the reference implementation of the cascading test)
+# --------------------------------------------------------------------------------------
+
+def _quantus_explain(method):
+    """An explain_func for Quantus that runs the book's interpreter (so that both sides explain alike
+    and the comparison tests the randomisation and the similarity, not two gradient codes)."""
+    from xaifool import explain as E
+
+    def fn(model, inputs, targets, **kwargs):
+        x = torch.as_tensor(inputs, dtype=torch.float32)
+        t = torch.as_tensor(targets, dtype=torch.long).view(-1)
+        return E.explain(model, x, t, method, reduce="sum", normalize=None).unsqueeze(1).numpy()
+    return fn
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning", "ignore::FutureWarning",
+                            "ignore:invalid value encountered:RuntimeWarning")  # constant Grad-CAM maps: NaN
+@pytest.mark.parametrize("method", ["gradient", "gradcam"])
+def test_cascading_agrees_with_quantus_mprt(method):
+    """Quantus' MPRT (top-down cascading, Spearman of absolute, max-normalised maps) and
+    :func:`xaifool.sanity.cascading`'s ``spearman_abs`` on the same model, images, targets,
+    interpreter and seed: the same layer order and the same per-layer, per-image similarities
+    within 1e-6 (the two only differ in float rounding of the normalisation; Spearman is
+    invariant to Quantus' positive rescaling)."""
+    quantus = pytest.importorskip("quantus")
+    model, x = small_model(3), images(6, 16, seed=4)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    mprt = quantus.MPRT(layer_order="top_down", seed=11, disable_warnings=True, display_progressbar=False)
+    ref = mprt(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=None, channel_first=True,
+               explain_func=_quantus_explain(method), device="cpu", batch_size=64)
+    ours = S.cascading(model, x, [method], target=y, order="top_down", seed=11, metrics=("spearman_abs",))
+    ref_layers = [k for k in ref if k != "original"]
+    assert ref_layers == ours["layers"] == S.randomizable_layers(model)[::-1]
+    np.testing.assert_allclose(ref["original"], 1.0, atol=1e-6)
+    got = ours["similarity"][method]["spearman_abs"].numpy()
+    want = np.array([ref[k] for k in ref_layers])
+    assert got.shape == want.shape == (len(ref_layers), len(x))
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert (want[-1] < 0.9).all()  # and the test is not vacuous: the fully randomised maps differ
+
+
+# --------------------------------------------------------------------------------------
+# Summaries for the chapter
+# --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_result():
+    model, x = small_model(5), images(5, 16, seed=6)
+    return S.cascading(model, x, ["gradient", "grad_x_input"], seed=2, metrics=("spearman_abs", "ssim"))
+
+
+def test_summarize_gives_means_and_t_intervals(small_result):
+    from scipy import stats
+
+    table = S.summarize(small_result, level=0.9)
+    assert len(table) == 2 * 2 * len(small_result["layers"])
+    row = table[(table.method == "gradient") & (table.metric == "ssim")].iloc[-1]
+    v = small_result["similarity"]["gradient"]["ssim"][-1].double().numpy()
+    lo, hi = stats.t.interval(0.9, len(v) - 1, loc=v.mean(), scale=stats.sem(v))
+    assert row["mean"] == pytest.approx(v.mean()) and row.low == pytest.approx(lo) and row.high == pytest.approx(hi)
+    assert row.step == len(small_result["layers"]) and row.layer == small_result["layers"][-1] and row.n == 5
+    with pytest.raises(ValueError, match="level"):
+        S.summarize(small_result, level=1.5)
+
+
+def test_verdict_follows_the_threshold(small_result):
+    import math
+
+    v = S.verdict(small_result, top=0.5)
+    per_step = small_result["similarity"]["gradient"]["spearman_abs"].double().mean(1)
+    head = per_step[: math.ceil(len(per_step) / 2)].mean().item()
+    assert v.loc["gradient", "after all steps"] == pytest.approx(per_step[-1].item())
+    assert v.loc["gradient", "after first step"] == pytest.approx(per_step[0].item())
+    assert v.loc["gradient", "upper layers (mean)"] == pytest.approx(head)
+    assert v.loc["gradient", "passes"] == (head < S.PASS_THRESHOLD)
+    strict = S.verdict(small_result, threshold=-1.0)
+    assert not strict.passes.any() and S.verdict(small_result, threshold=1.01).passes.all()
+    with pytest.raises(ValueError, match="metric"):
+        S.verdict(small_result, metric="hog_pearson")  # not computed
+    with pytest.raises(ValueError, match="top"):
+        S.verdict(small_result, top=0)
+    with pytest.raises(ValueError, match="result"):
+        S.verdict({"layers": []})
+    nums = S.verdict_numbers(small_result)
+    assert set(nums) == {"gradient", "grad_x_input"} and isinstance(nums["gradient"]["passes"], bool)
+
+
+def test_verdict_fails_an_interpreter_blind_to_the_upper_layers():
+    """Guided backprop ignores the logits layer's weights (they only scale the backward signal, and
+    the guidance clips what is negative): randomising that layer alone leaves much of its map in place;
+    the plain gradient changes."""
+    model, x = small_model(5), images(6, 16, seed=6)
+    r = S.cascading(model, x, ["gradient", "guided_backprop"], seed=2, layers=["net.7"], metrics=("spearman_abs",))
+    v = S.verdict(r, top=1.0)
+    assert v.loc["guided_backprop", "after first step"] > v.loc["gradient", "after first step"]
+
+
+def test_compare_models_identical_and_different():
+    import copy
+
+    a, x = small_model(1), images(4, 16, seed=2)
+    out = S.compare_models({"a": a, "copy": copy.deepcopy(a), "other": small_model(2)}, x, ["gradient"],
+                           metrics=("spearman_abs", "ssim"))
+    assert set(out["similarity"]) == {"copy", "other"}
+    same = out["similarity"]["copy"]["gradient"]
+    assert torch.allclose(same["spearman_abs"], torch.ones(4)) and torch.allclose(same["ssim"], torch.ones(4))
+    assert (out["similarity"]["other"]["gradient"]["spearman_abs"] < 0.99).all()
+    assert out["maps"]["a"]["gradient"].shape == (4, 16, 16)
+    with pytest.raises(ValueError, match="models"):
+        S.compare_models({"a": a}, x, ["gradient"])
+    with pytest.raises(ValueError, match="reference"):
+        S.compare_models({"a": a, "b": a}, x, ["gradient"], reference="c")
+
+
+def test_sanity_figures(small_result):
+    import matplotlib.pyplot as plt
+
+    from xaifool import plot
+
+    fig = plot.randomisation_grid(images(5, 16, seed=6)[0], small_result["original"], small_result["maps"],
+                                  small_result["layers"], [0, 2])
+    assert len(fig.axes) == 2 * 4  # 2 interpreters × (image, original, 2 steps)
+    fig2 = plot.similarity_curves(S.summarize(small_result), metrics=("spearman_abs", "ssim"), ncols=2)
+    assert sum(ax.has_data() for ax in fig2.axes) == 2
+    plt.close(fig), plt.close(fig2)
+
+
+def test_chapter_test_rejects_unknown_model():
+    with pytest.raises(ValueError, match="base_key"):
+        S.chapter_test("vgg16")
+
+
+def test_manipulation_checks_rows():
+    import copy
+
+    base, x = small_model(7), images(4, 16, seed=8)
+    twin = copy.deepcopy(base)  # an "honest" copy: its maps equal the original's
+    other = small_model(9)
+    table = S.manipulation_checks(base, {"twin": (twin, "gradient"), "other": (other, "gradient")}, x)
+    assert list(table.index) == ["twin", "other"]
+    assert table.loc["twin", "similarity to original's map"] == pytest.approx(1.0)
+    assert table.loc["other", "similarity to original's map"] < 0.99
+    assert table.loc["twin", "randomisation, manipulated"] == pytest.approx(table.loc["twin", "randomisation, original"])
+    v = S.verdict(S.cascading(base, x, ["gradient"], layers=S.blocks(base), metrics=("spearman_abs",)))
+    assert table.loc["twin", "original, logits random"] == pytest.approx(v.loc["gradient", "after first step"])
+    with pytest.raises(ValueError, match="manipulated"):
+        S.manipulation_checks(base, {"bad": twin}, x)

@@ -105,8 +105,13 @@ class Profile:
     # --- end model-manipulation attacks ---
     # --- sanity checks (Adebayo et al.) ---
     #: Lossless CIFAR-10 training images and epochs of the data-randomisation models (ResNet-20 from scratch).
-    sanity_n_train: int = 2000
+    sanity_n_train: int = 1000
     sanity_epochs: int = 10
+    #: Images of the randomisation tests (ImageNet samples / CIFAR-10 test images) and the SmoothGrad
+    #: samples = Integrated-Gradients steps used there (every randomisation step explains them all).
+    sanity_n_imagenet: int = 2
+    sanity_n_cifar: int = 16
+    sanity_samples: int = 8
     # --- end sanity checks ---
 
 
@@ -175,6 +180,9 @@ FULL = Profile(
     # --- FULL: end model-manipulation attacks ---
     sanity_n_train=4000,           # every lossless training image
     sanity_epochs=60,
+    sanity_n_imagenet=16,
+    sanity_n_cifar=200,
+    sanity_samples=50,             # SmoothGrad samples as Adebayo et al.
 )
 
 
@@ -211,6 +219,9 @@ SMOKE = replace(
     heo_n_transfer=4,
     sanity_n_train=64,
     sanity_epochs=1,
+    sanity_n_imagenet=1,
+    sanity_n_cifar=2,
+    sanity_samples=2,
     heo_n_imagenet=4,
     heo_epochs_imagenet=1,
 )

@@ -12,11 +12,17 @@ method                        family      implementation
 ``smoothgrad``                gradient    mean gradient over x + N(0, σ²) (Smilkov et al. 2017)
 ``integrated_gradients``      gradient    path integral from a baseline (Sundararajan et al. 2017)
 ``gradcam``                   cam         ReLU(Σ_k α_k A_k) at ``model.cam_layer`` (Selvaraju et al. 2017)
+``guided_backprop``           gradient    gradient with negative signals zeroed at every ReLU (Springenberg et al. 2015)
+``guided_gradcam``            cam         guided backprop ⊙ upsampled Grad-CAM (Selvaraju et al. 2017)
 ``lrp``                       lrp         zennit, composite EpsilonPlusFlat (Bach et al. 2015);
                                           with ``create_graph=True`` :func:`xaifool.lrp.relevance`
 ``lime``                      perturb.    the ``lime`` package (Ribeiro et al. 2016)
 ``kernel_shap``               perturb.    the ``shap`` package's KernelExplainer (Lundberg & Lee 2017)
 ============================  ==========  =================================================
+
+Guided backpropagation overrides the backward pass of every ``nn.ReLU`` *and* ``nn.ReLU6``
+module (captum's ``GuidedBackprop`` hooks ``nn.ReLU`` only, so on a ReLU6 network it silently
+returns the plain gradient); a model without such modules is refused with a ValueError.
 
 The gradient family and Grad-CAM are computed here with ``torch.autograd`` rather than
 through captum, because attacks need ``create_graph=True`` (a gradient of the explanation)
@@ -159,8 +165,9 @@ def _ig_baseline(baseline, x: torch.Tensor) -> torch.Tensor:
 
 
 def _integrated_gradients(model, x, target, create_graph=False, n_steps=None, baseline=None,
-                          method="gausslegendre", chunk=None):
-    """(x − x₀) ⊙ ∫₀¹ ∂f_c/∂x(x₀ + α(x − x₀)) dα, with captum's quadrature (default Gauss–Legendre)."""
+                          quadrature="gausslegendre", chunk=None):
+    """(x − x₀) ⊙ ∫₀¹ ∂f_c/∂x(x₀ + α(x − x₀)) dα, with captum's quadrature rules (``quadrature``: one of
+    captum's ``method`` names, default ``"gausslegendre"``; ``"riemann_trapezoid"`` is Quantus' choice)."""
     approximation_parameters = import_quietly("captum.attr._utils.approximation_methods").approximation_parameters
 
     cfg = get_config()
@@ -168,7 +175,10 @@ def _integrated_gradients(model, x, target, create_graph=False, n_steps=None, ba
     if n < 1:
         raise ValueError(f"n_steps must be >= 1, got {n}")
     x0 = torch.zeros_like(x) if baseline is None else _ig_baseline(baseline, x)
-    step_sizes, alphas = approximation_parameters(method)
+    rules = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
+    if quadrature not in rules:
+        raise ValueError(f"quadrature must be one of {rules}, got {quadrature!r}")
+    step_sizes, alphas = approximation_parameters(quadrature)
     w, a = step_sizes(n), alphas(n)
     chunk = chunk or max(1, cfg.profile.batch_size // max(1, x.shape[0]))
     total = torch.zeros_like(x)
@@ -223,6 +233,50 @@ def _gradcam(model, x, target, create_graph=False, layer=None, upsample="bilinea
     else:
         raise ValueError(f"upsample must be 'bilinear' or 'nearest', got {upsample!r}")
     return cam
+
+
+class _GuidedClamp(torch.autograd.Function):
+    """ReLU / ReLU6 whose backward passes only positive gradients where the unit is active."""
+
+    @staticmethod
+    def forward(ctx, x, upper):
+        out = x.clamp(0, upper) if upper is not None else x.clamp_min(0)
+        ctx.save_for_backward(out)
+        ctx.upper = upper
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        active = out > 0
+        if ctx.upper is not None:
+            active = active & (out < ctx.upper)
+        return (grad * active).clamp_min(0), None
+
+
+#: Activations guided backpropagation overrides, with their upper clamp.
+GUIDED_ACTIVATIONS = {nn.ReLU: None, nn.ReLU6: 6.0}
+
+
+def _guided_backprop(model, x, target, create_graph=False):
+    """∂f_c/∂x with every ReLU's (and ReLU6's) backward replaced by ReLU(grad · 1[active])
+    (Springenberg et al. 2015); the same as captum's ``GuidedBackprop`` on ReLU networks."""
+    acts = [(m, GUIDED_ACTIVATIONS[type(m)]) for m in model.modules() if type(m) in GUIDED_ACTIVATIONS]
+    if not acts:
+        raise ValueError("method 'guided_backprop' needs a model with nn.ReLU or nn.ReLU6 modules (it overrides "
+                         "their backward pass); this model has none (a smoothed model? use the original)")
+    handles = [m.register_forward_hook(lambda mod, inp, out, up=up: _GuidedClamp.apply(inp[0], up))
+               for m, up in acts]
+    try:
+        return _input_gradient(model, x, target, create_graph)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _guided_gradcam(model, x, target, create_graph=False, layer=None, upsample="bilinear"):
+    """Guided backprop (B, C, H, W) times the upsampled Grad-CAM map (B, 1, H, W) (Selvaraju et al. 2017)."""
+    return _guided_backprop(model, x, target) * _gradcam(model, x, target, layer=layer, upsample=upsample)
 
 
 # --------------------------------------------------------------------------------------
@@ -524,6 +578,8 @@ METHODS: dict[str, Method] = {
         Method("integrated_gradients", _integrated_gradients, "gradient", True, ("image", "table"),
                "sundararajan2017axiomatic"),
         Method("gradcam", _gradcam, "cam", True, ("image",), "selvaraju2017gradcam"),
+        Method("guided_backprop", _guided_backprop, "gradient", False, ("image", "table"), "springenberg2015striving"),
+        Method("guided_gradcam", _guided_gradcam, "cam", False, ("image",), "selvaraju2017gradcam"),
         Method("lrp", _lrp, "lrp", True, ("image", "table"), "bach2015pixel"),  # create_graph: xaifool.lrp
         Method("lime", _lime, "perturbation", False, ("image", "table"), "ribeiro2016why"),
         Method("kernel_shap", _kernel_shap, "perturbation", False, ("image", "table"), "lundberg2017unified"),

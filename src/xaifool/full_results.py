@@ -68,6 +68,17 @@ def _model_chapter(P, partial):
     return out
 
 
+def _sanity_chapter(P, partial):
+    from . import sanity as S
+
+    out: dict = {}
+    for base_key in ("mobilenet_v2", "cifar_resnet20"):
+        result, x = S.chapter_test(base_key, P)
+        out[base_key] = {"n_images": len(x), "n_steps": len(result["layers"]), "methods": S.verdict_numbers(result)}
+        partial(out)
+    return out
+
+
 def _tabular_chapter(P, partial):
     from . import experiments as X
 
@@ -82,6 +93,7 @@ CHAPTERS = {
     "02b_model_manipulation": (_model_chapter, (
         "heo_n_train", "heo_epochs", "heo_batch_size", "heo_n_test", "heo_n_imagenet", "heo_epochs_imagenet",
         "heo_batch_size_imagenet", "heo_grid", "heo_imagenet_grid")),
+    "06_sanity_checks": (_sanity_chapter, ("sanity_n_imagenet", "sanity_n_cifar", "sanity_samples")),
     "08_experiments": (_tabular_chapter, (
         "n_tabular_explain", "lime_samples", "shap_samples", "shap_background", "scaffold_detector_rows",
         "concealment_epochs", "tabular_epochs")),

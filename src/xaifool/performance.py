@@ -19,7 +19,8 @@ from pathlib import Path
 
 from .config import REPO_ROOT
 
-__all__ = ["RESULTS_DIR", "load", "check", "machines", "throughput", "hardware", "variants", "scaling", "growth"]
+__all__ = ["RESULTS_DIR", "load", "check", "machines", "throughput", "hardware", "variants", "scaling", "growth",
+           "check_sanity", "load_sanity", "sanity"]
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 _REQUIRED = {"benchmark": str, "device": str, "device_name": str, "threads": int, "torch": str, "time": str,
@@ -146,4 +147,53 @@ def growth(records):
     import pandas as pd
 
     rows = [{"device": _dev(r), **g} for r in records for g in r.get("growth") or []]
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------
+# Sanity checks: the cascading test against Quantus and against its compute bound
+# --------------------------------------------------------------------------------------
+
+_SANITY_REQUIRED = {"benchmark": str, "device": str, "device_name": str, "threads": int, "torch": str, "time": str,
+                    "n_images": int, "n_layers_model": int, "runs": list}
+
+
+def check_sanity(rec) -> dict:
+    """Validate a ``sanity-<device>.json`` record; ``ValueError`` naming the field."""
+    if not isinstance(rec, dict):
+        raise ValueError(f"record must be a dict, got {type(rec).__name__}")
+    for name, typ in _SANITY_REQUIRED.items():
+        if not isinstance(rec.get(name), typ) or isinstance(rec.get(name), bool):
+            raise ValueError(f"sanity record: {name} must be {typ.__name__}, got {rec.get(name)!r}")
+    if rec["benchmark"] != "sanity":
+        raise ValueError(f"sanity record: benchmark must be 'sanity', got {rec['benchmark']!r}")
+    for run in rec["runs"]:
+        for key in ("method", "n_layers", "bound_s", "book_s"):
+            if key not in run:
+                raise ValueError(f"sanity record: a run lacks {key!r}")
+    return rec
+
+
+def load_sanity(results_dir: Path | str | None = None) -> list[dict]:
+    """Every ``sanity-*.json`` record (validated), CPU first."""
+    folder = Path(results_dir or os.environ.get("XAIFOOL_BENCH_RESULTS") or RESULTS_DIR)
+    recs = [check_sanity(json.loads(p.read_text())) | {"file": p.name} for p in sorted(folder.glob("sanity-*.json"))]
+    return sorted(recs, key=lambda r: (r["device"] != "cpu", r["device"]))
+
+
+def sanity(records):
+    """One row per (device, interpreter): seconds of Quantus' MPRT, of the book's cascading test and of
+    its compute bound, with the ratios and the largest difference of the two implementations' similarities."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        for run in r["runs"]:
+            q = run.get("quantus_s")
+            rows.append({"device": _dev(r), "threads": r["threads"], "interpreter": run["method"],
+                         "images": r["n_images"], "layers": run["n_layers"], "Quantus MPRT (s)": q,
+                         "book (s)": run["book_s"], "compute bound (s)": run["bound_s"],
+                         "Quantus / book": q / run["book_s"] if q else float("nan"),
+                         "book / bound": run["book_s"] / run["bound_s"],
+                         "max |Δ similarity|": run.get("max_similarity_difference", float("nan"))})
     return pd.DataFrame(rows)

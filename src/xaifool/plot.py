@@ -15,12 +15,14 @@ import seaborn as sns
 import torch
 
 __all__ = ["set_style", "HEATMAP_CMAP", "METHOD_LABELS", "heatmap_grid", "attribution_bars", "agreement_matrix",
+           "randomisation_grid", "similarity_curves",
            "pair_table"]
 
 HEATMAP_CMAP = "inferno"
 METHOD_LABELS = {
     "gradient": "Gradient", "grad_x_input": "Grad × Input", "smoothgrad": "SmoothGrad",
     "integrated_gradients": "Integrated Gradients", "gradcam": "Grad-CAM", "lrp": "LRP",
+    "guided_backprop": "Guided Backprop", "guided_gradcam": "Guided Grad-CAM",
     "lime": "LIME", "kernel_shap": "KernelSHAP",
 }
 
@@ -130,8 +132,15 @@ def pair_table(pairs: pd.DataFrame, value: str) -> pd.DataFrame:
 
 
 def agreement_matrix(pairs: pd.DataFrame, values=("spearman", "topk_intersection"), titles=None):
-    """Side-by-side matrix plots of pairwise agreement (from :func:`xaifool.metrics.pairwise_agreement`)."""
-    fig, axes = plt.subplots(1, len(values), figsize=(4.6 * len(values), 4.0), squeeze=False)
+    """Matrix plots of pairwise agreement (from :func:`xaifool.metrics.pairwise_agreement`): side by side
+    for up to seven methods, one above the other for more (so that the annotated cells stay legible)."""
+    n = len(pair_table(pairs, values[0]))
+    if n <= 7:
+        fig, axes = plt.subplots(1, len(values), figsize=(4.6 * len(values), 4.0), squeeze=False)
+    else:
+        side = 0.5 * n + 1.6
+        fig, axes = plt.subplots(len(values), 1, figsize=(side, side * len(values)), squeeze=False)
+        axes = axes.T
     for ax, v in zip(axes[0], values):
         mat = pair_table(pairs, v)
         mask = np.triu(np.ones_like(mat, dtype=bool), k=1)
@@ -327,4 +336,83 @@ def pipeline_diagram(level: str = "input"):
         ax.text(6.0, 0.6, "fine-tune the weights on a fooling loss (once, for every input)", ha="center",
                 fontsize=7.5, color=red)
     fig.tight_layout(pad=0.2)
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# Sanity checks
+# --------------------------------------------------------------------------------------
+
+SIMILARITY_LABELS = {"spearman_abs": "Spearman |map|", "spearman": "Spearman (signed)", "ssim": "SSIM",
+                     "hog_pearson": "HOG Pearson"}
+
+
+def _short_layer(name: str) -> str:
+    return name.removeprefix("net.").replace("features.", "f").replace("classifier.1", "logits")
+
+
+def randomisation_grid(image: torch.Tensor, original: dict, maps: dict, layers, steps, *, width: float = 1.25,
+                       index: int = 0):
+    """Adebayo et al.'s figure: one row per interpreter — the image, the trained network's map, then
+    the maps after the cascading randomisation has reached each of ``steps``.
+
+    image:    (3, H, W) the explained image; original: {method: (B, H, W)}; maps: {method: (L, B, H, W)}
+    layers:   the L layer (block) names in the order randomised; steps: indices into them to draw
+    index:    which image of the batch; maps are shown as |map| clipped at the 99th percentile
+    """
+    methods = list(maps)
+    steps = list(steps)
+    ncol = len(steps) + 2
+    fig, axes = plt.subplots(len(methods), ncol, figsize=(width * ncol, width * len(methods) + 0.3), squeeze=False)
+    for i, m in enumerate(methods):
+        axes[i, 0].imshow(_img(image))
+        axes[i, 0].set_ylabel(METHOD_LABELS.get(m, m), fontsize=8)
+        axes[i, 1].imshow(_clip_map(original[m][index].abs()), cmap=HEATMAP_CMAP)
+        for j, s in enumerate(steps, start=2):
+            axes[i, j].imshow(_clip_map(maps[m][s, index].abs()), cmap=HEATMAP_CMAP)
+    axes[0, 1].set_title("trained", fontsize=8)
+    for j, s in enumerate(steps, start=2):
+        axes[0, j].set_title(f"→ {_short_layer(layers[s])}", fontsize=8)
+    _bare(axes)
+    fig.tight_layout(pad=0.2, h_pad=0.2, w_pad=0.2)
+    return fig
+
+
+def similarity_curves(summary: pd.DataFrame, *, metrics=("spearman_abs", "ssim", "hog_pearson"), ncols: int = 4,
+                      threshold: float | None = None, width: float = 2.1, min_band: int = 5):
+    """Small multiples, one panel per interpreter: mean similarity to the original map against the
+    randomisation step, one line per metric with its confidence band (from :func:`xaifool.sanity.summarize`;
+    drawn where at least ``min_band`` images give a similarity)."""
+    methods = list(dict.fromkeys(summary.method))
+    nrows = -(-len(methods) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, 1.9 * nrows + 0.8), squeeze=False, sharey=True)
+    colors = sns.color_palette("colorblind", len(metrics))
+    layers = None
+    for ax, m in zip(axes.flat, methods):
+        for c, metric in zip(colors, metrics):
+            d = summary[(summary.method == m) & (summary.metric == metric)].sort_values("step")
+            if d.empty:
+                continue
+            layers = list(d.layer)
+            ax.plot(d.step, d["mean"], color=c, lw=1.4, label=SIMILARITY_LABELS.get(metric, metric))
+            if d.n.min() >= min_band:  # a t-interval over two or three images says nothing
+                ax.fill_between(d.step, d.low.clip(-1, 1), d.high.clip(-1, 1), color=c, alpha=0.2, lw=0)
+        if threshold is not None:
+            ax.axhline(threshold, color="0.5", lw=0.8, ls=":")
+        ax.axhline(0, color="0.8", lw=0.6)
+        ax.set_title(METHOD_LABELS.get(m, m), fontsize=9)
+        ax.set_ylim(-0.3, 1.05)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(methods):]:
+        ax.axis("off")
+    if layers:
+        ticks = sorted({1, len(layers), *range(1, len(layers) + 1, max(1, len(layers) // 4))})
+        for ax in axes.flat[:len(methods)]:
+            ax.set_xticks(ticks)
+            ax.set_xticklabels([_short_layer(layers[t - 1]) for t in ticks], rotation=45, ha="right", fontsize=6)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("similarity", fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(metrics), frameon=False, fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1), pad=0.3)
     return fig

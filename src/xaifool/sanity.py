@@ -36,8 +36,9 @@ from . import explain as E
 from . import metrics as M
 from .config import get_config
 
-__all__ = ["ORDERS", "SIMILARITIES", "randomizable_layers", "randomized", "similarity", "hog_pearson", "cascading",
-           "label_trained_model"]
+__all__ = ["ORDERS", "SIMILARITIES", "PASS_THRESHOLD", "CHAPTER_METHODS", "randomizable_layers", "blocks", "randomized",
+           "similarity", "hog_pearson", "cascading", "label_trained_model", "summarize", "verdict", "compare_models",
+           "manipulation_checks", "chapter_options", "chapter_test", "verdict_numbers"]
 
 ORDERS = ("top_down", "bottom_up", "independent")
 SIMILARITIES = ("spearman_abs", "spearman", "ssim", "hog_pearson")
@@ -50,35 +51,72 @@ def randomizable_layers(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if name and callable(getattr(m, "reset_parameters", None))]
 
 
+def blocks(model: nn.Module) -> list[str]:
+    """The model's blocks, input first: the children of its top-level sequential stages (ResNet stages,
+    MobileNetV2's ``features``), else its top-level children — every one holding a layer with
+    ``reset_parameters``. Adebayo et al. randomise Inception v3 block by block like this; pass the
+    result as ``layers=`` to :func:`randomized` / :func:`cascading` for one step per block."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    root, prefix = model, ""
+    while len(list(root.children())) == 1:  # unwrap single-child wrappers (Normalized → net)
+        name, root = next(iter(root.named_children()))
+        prefix += name + "."
+    out = []
+    for name, child in root.named_children():
+        parts = (list(child.named_children()) if isinstance(child, nn.Sequential) and len(child) > 1
+                 else [("", child)])
+        for sub, m in parts:
+            if randomizable_layers(m) or callable(getattr(m, "reset_parameters", None)):
+                out.append(prefix + name + ("." + sub if sub else ""))
+    return out
+
+
+def _resolve(model: nn.Module, layers) -> list[tuple[str, list[str]]]:
+    """``[(step name, [modules it resets])]`` in input-to-output order."""
+    names = randomizable_layers(model)
+    if layers is None:
+        return [(n, [n]) for n in names]
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    steps, bad = [], []
+    for entry in layers:
+        inside = [n for n in names if n == entry or n.startswith(entry + ".")] if isinstance(entry, str) else []
+        (steps.append((entry, inside)) if inside else bad.append(entry))
+    if bad or not steps:
+        raise ValueError(f"layers must name modules with reset_parameters (e.g. {names[:3]}…) or blocks holding "
+                         f"them (e.g. {blocks(model)[:3]}…), got {bad or layers}")
+    owners = [n for _, inside in steps for n in inside]
+    if len(owners) != len(set(owners)):
+        raise ValueError(f"layers must not overlap (a block and a layer inside it), got {layers}")
+    first = {n: i for i, n in enumerate(names)}
+    return sorted(steps, key=lambda st: first[st[1][0]])
+
+
 def randomized(model: nn.Module, order: str = "top_down", *, seed: int | None = None,
                layers=None) -> Iterator[tuple[str, nn.Module]]:
     """Yield ``(layer_name, randomised_model)`` for each layer in ``order``; ``model`` is never modified.
 
     order:  a key of :data:`ORDERS`
     seed:   ``torch.manual_seed(seed + 1)`` before each re-initialisation (default: the profile's seed)
-    layers: the layer names to randomise (default :func:`randomizable_layers`), in input-to-output
-            order; ``top_down`` walks them backwards
+    layers: what one step randomises (default :func:`randomizable_layers`: one module per step, as
+            Quantus); an entry may also name a block (e.g. from :func:`blocks`), whose modules are
+            re-initialised together in one step. Steps run input to output; ``top_down`` walks them backwards
     The yielded model is one copy, changed in place from step to step (cascading) or restored to the
     original weights before each step (independent): use it before advancing the generator, or
     ``copy.deepcopy`` it. It is in eval mode, on ``model``'s device.
     """
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
-    names = randomizable_layers(model)
-    if layers is not None:
-        layers = [layers] if isinstance(layers, str) else list(layers)
-        unknown = [n for n in layers if n not in names]
-        if unknown or not layers:
-            raise ValueError(f"layers must name modules with reset_parameters, e.g. {names[:3]}…, got {unknown or layers}")
-        names = [n for n in names if n in layers]
+    steps = _resolve(model, layers)
     seed = get_config().seed if seed is None else int(seed)
     work = copy.deepcopy(model).eval()
     original = {k: v.clone() for k, v in work.state_dict().items()}
-    for name in (names[::-1] if order == "top_down" else names):
+    for name, modules in (steps[::-1] if order == "top_down" else steps):
         if order == "independent":
             work.load_state_dict(original)
         torch.manual_seed(seed + 1)
-        work.get_submodule(name).reset_parameters()
+        for m in modules:
+            work.get_submodule(m).reset_parameters()
         yield name, work
 
 
@@ -157,14 +195,28 @@ def cascading(model: nn.Module, x: torch.Tensor, methods, target=None, *, order:
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     dev = next(model.parameters()).device
     x = x.to(dev)
-    with torch.no_grad():
-        target = model.eval()(x).argmax(1) if target is None else torch.as_tensor(target, device=dev).view(-1)
+    with torch.no_grad(), E._eval_mode(model):
+        logits = model(x)
+    n_classes = logits.shape[1]
+    if target is None:
+        target = logits.argmax(1)
+    else:
+        target = torch.as_tensor(target, dtype=torch.long, device=dev).reshape(-1)
+        target = target.expand(len(x)).contiguous() if target.numel() == 1 else target
+        if target.numel() != len(x):
+            raise ValueError(f"target must be an int or hold one class per image ({len(x)}), got {target.numel()}")
 
-    def maps(net):
-        return {m: E.explain(net, x, target, m, reduce="sum", normalize=None, **options.get(m, {})).detach().cpu()
+    for m in methods:  # option names checked once here, so the loop needs no validation pass
+        E._method_options(m, options.get(m, {}))
+    if ((target < 0) | (target >= n_classes)).any():
+        raise ValueError(f"target must hold class indices in 0..{n_classes - 1}, got {target.tolist()}")
+
+    def maps(net):  # one batched heatmap per interpreter; no validation forward pass
+        return {m: E.heatmap(net, x, target, m, reduce="sum", normalize=None, **options.get(m, {})).detach().cpu()
                 for m in methods}
 
-    original = maps(model)
+    with E._eval_mode(model):
+        original = maps(model)
     names, per_step = [], []
     for name, net in randomized(model, order, seed=seed, layers=layers):
         names.append(name)
@@ -238,3 +290,188 @@ def label_trained_model(permute: bool = True, *, n_train: int | None = None, epo
     model.load_state_dict(out["state_dict"])
     model.training_record = {"settings": settings, "history": out["history"], "labels": labels}
     return model.eval()
+
+
+# --------------------------------------------------------------------------------------
+# Summaries of a test for the chapter: curves with confidence bands, pass / fail
+# --------------------------------------------------------------------------------------
+
+#: An interpreter passes the randomisation test when its maps' similarity to the trained network's
+#: (Spearman of absolute maps, mean over images and over the steps that randomise the upper half of
+#: the network) is below this: see :func:`verdict`.
+PASS_THRESHOLD = 0.5
+
+
+def _check_result(result) -> None:
+    if not isinstance(result, dict) or not {"layers", "similarity"} <= set(result):
+        raise ValueError("result must be the dict returned by cascading()")
+
+
+def summarize(result: dict, *, level: float = 0.95) -> "pd.DataFrame":
+    """Long table of a :func:`cascading` result: one row per (method, metric, step) with the mean
+    similarity over images and a Student-t confidence interval of ``level`` (NaN maps — a constant
+    map after randomisation, e.g. a dead Grad-CAM — are left out of the mean and counted in ``n``)."""
+    import pandas as pd
+    from scipy import stats
+
+    _check_result(result)
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    rows = []
+    for method, by_metric in result["similarity"].items():
+        for metric, vals in by_metric.items():
+            for step, (layer, v) in enumerate(zip(result["layers"], vals.double().numpy())):
+                v = v[np.isfinite(v)]
+                mean = float(v.mean()) if len(v) else float("nan")
+                half = (float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+                        if len(v) > 1 else float("nan"))
+                rows.append({"method": method, "metric": metric, "step": step + 1, "layer": layer, "mean": mean,
+                             "low": mean - half, "high": mean + half, "n": int(len(v))})
+    return pd.DataFrame(rows)
+
+
+def verdict(result: dict, *, metric: str = "spearman_abs", threshold: float = PASS_THRESHOLD,
+            top: float = 0.5) -> "pd.DataFrame":
+    """Per interpreter: the mean similarity (over images) after the first step, averaged over the first
+    ``top`` share of the steps, and after the last step; and whether it passes.
+
+    In top-down order the first steps randomise the upper layers, the ones that decide the class:
+    an interpreter *passes* when its maps are already dissimilar there — the mean over the first
+    ``ceil(top · L)`` steps is below ``threshold`` — and fails when they stay alike until the lower
+    layers are reached (Adebayo et al.'s "invariant to the higher layers"). Steps whose maps are all
+    constant (NaN: a dead Grad-CAM, which has lost all structure) count as similarity 0.
+    """
+    import math
+
+    import pandas as pd
+
+    _check_result(result)
+    if metric not in SIMILARITIES:
+        raise ValueError(f"metric must be one of {SIMILARITIES}, got {metric!r}")
+    if not 0 < top <= 1:
+        raise ValueError(f"top must be in (0, 1], got {top!r}")
+    rows = {}
+    for method, by_metric in result["similarity"].items():
+        if metric not in by_metric:
+            raise ValueError(f"metric {metric!r} was not computed; the result has {sorted(by_metric)}")
+        per_step = by_metric[metric].double().nanmean(1).nan_to_num(0.0)  # (L,)
+        head = per_step[: math.ceil(top * len(per_step))]
+        rows[method] = {"after first step": float(per_step[0]), "upper layers (mean)": float(head.mean()),
+                        "after all steps": float(per_step[-1]), "passes": bool(head.mean() < threshold)}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def compare_models(models: dict, x: torch.Tensor, methods, *, metrics=SIMILARITIES, options: dict | None = None,
+                   reference: str | None = None) -> dict:
+    """Maps of several models on the same images (each explaining the class *it* predicts), and each
+    model's similarity to ``reference`` (default: the first model) — the data-randomisation test and
+    the check of manipulated models.
+
+    returns: ``{"maps": {model: {method: (B, H, W) signed}}, "predicted": {model: (B,)},
+              "similarity": {model: {method: {metric: (B,)}}}}`` (the reference model left out of ``similarity``)
+    """
+    if not isinstance(models, dict) or len(models) < 2:
+        raise ValueError("models must be a dict of at least two named models")
+    reference = next(iter(models)) if reference is None else reference
+    if reference not in models:
+        raise ValueError(f"reference must be one of {list(models)}, got {reference!r}")
+    methods = (methods,) if isinstance(methods, str) else tuple(methods)
+    bad = [m for m in methods if m not in E.IMAGE_METHODS]
+    if bad or not methods:
+        raise ValueError(f"methods must be image interpreters among {E.IMAGE_METHODS}, got {bad or methods}")
+    options = dict(options or {})
+    maps, predicted = {}, {}
+    for name, model in models.items():
+        with E._eval_mode(model):
+            dev = next(model.parameters()).device
+            with torch.no_grad():
+                t = model(x.to(dev)).argmax(1)
+            predicted[name] = t.cpu()
+            maps[name] = {m: E.heatmap(model, x.to(dev), t, m, reduce="sum", normalize=None,
+                                       **options.get(m, {})).detach().cpu() for m in methods}
+    sims = {name: {m: similarity(maps[reference][m], maps[name][m], metrics) for m in methods}
+            for name in models if name != reference}
+    return {"maps": maps, "predicted": predicted, "similarity": sims}
+
+
+# --------------------------------------------------------------------------------------
+# The chapter's tests, shared by the chapter and ``python -m xaifool full-results``
+# --------------------------------------------------------------------------------------
+
+#: The interpreters of the chapter's randomisation tests: every image interpreter that reads the
+#: model's gradients or propagates relevance (LIME and KernelSHAP query the model; Adebayo et al.
+#: test the former).
+CHAPTER_METHODS = ("gradient", "grad_x_input", "smoothgrad", "integrated_gradients", "gradcam", "guided_backprop",
+                   "guided_gradcam", "lrp")
+
+
+def chapter_options(profile=None) -> dict:
+    """Interpreter options of the chapter's tests: ``profile.sanity_samples`` SmoothGrad samples and
+    Integrated-Gradients steps (every randomisation step explains every image with every interpreter)."""
+    P = profile or get_config().profile
+    return {"smoothgrad": {"n_samples": P.sanity_samples}, "integrated_gradients": {"n_steps": P.sanity_samples}}
+
+
+def chapter_test(base_key: str, profile=None) -> tuple[dict, "torch.Tensor"]:
+    """The chapter's cascading test, one step per block: ``("mobilenet_v2", …)`` on
+    ``profile.sanity_n_imagenet`` ImageNet sample images, ``("cifar_resnet20", …)`` on
+    ``profile.sanity_n_cifar`` CIFAR-10 test images. Returns (the :func:`cascading` result, the images)."""
+    from .data import load_cifar10, load_imagenet_samples
+    from .models import load_cifar_resnet, load_imagenet_classifier
+
+    P = profile or get_config().profile
+    if base_key == "mobilenet_v2":
+        model, x = load_imagenet_classifier(), load_imagenet_samples(P.sanity_n_imagenet).x
+    elif base_key == "cifar_resnet20":
+        model, x = load_cifar_resnet(20), load_cifar10("test", P.sanity_n_cifar).x
+    else:
+        raise ValueError(f"base_key must be 'mobilenet_v2' or 'cifar_resnet20', got {base_key!r}")
+    return cascading(model, x, CHAPTER_METHODS, layers=blocks(model), options=chapter_options(P)), x
+
+
+def verdict_numbers(result: dict) -> dict:
+    """:func:`verdict` as plain numbers, ``{method: {"after_first", "after_all", "passes"}}`` (JSON records)."""
+    v = verdict(result)
+    return {m: {"after_first": float(v.loc[m, "after first step"]), "upper": float(v.loc[m, "upper layers (mean)"]),
+                "after_all": float(v.loc[m, "after all steps"]), "passes": bool(v.loc[m, "passes"])} for m in v.index}
+
+
+def manipulation_checks(original: nn.Module, manipulated: dict, x: torch.Tensor, *, options: dict | None = None,
+                        threshold: float = PASS_THRESHOLD) -> "pd.DataFrame":
+    """Do the sanity checks notice a manipulated model? One row per entry of ``manipulated``
+    (``{name: (model, method)}``, the interpreter the manipulation targeted), on images ``x``:
+
+    ``randomisation, original`` / ``randomisation, manipulated``: the cascading test's upper-layer
+    similarity (:func:`verdict`, block steps) of the original and of the manipulated model;
+    ``manipulated passes``: the manipulated model passes the test; ``similarity to original's map``:
+    Spearman |map| between the two models' maps of the same images (each explaining its own
+    prediction); ``original, logits random``: the original's similarity after its logits layer alone
+    was randomised — how far a map moves when the decision layer is noise.
+    """
+    import pandas as pd
+
+    if not isinstance(manipulated, dict) or not manipulated:
+        raise ValueError("manipulated must be a non-empty dict {name: (model, method)}")
+    options = dict(options or {})
+    reference: dict = {}
+    rows = {}
+    for name, entry in manipulated.items():
+        if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], nn.Module)):
+            raise ValueError(f"manipulated[{name!r}] must be a (model, method) pair, got {type(entry).__name__}")
+        model, method = entry
+        opts = {method: options[method]} if method in options else None
+        if method not in reference:
+            reference[method] = verdict(cascading(original, x, [method], layers=blocks(original),
+                                                  metrics=("spearman_abs",), options=opts), threshold=threshold)
+        before = reference[method].loc[method]
+        after = verdict(cascading(model, x, [method], layers=blocks(model), metrics=("spearman_abs",), options=opts),
+                        threshold=threshold).loc[method]
+        vs = compare_models({"original": original, "manipulated": model}, x, [method], metrics=("spearman_abs",),
+                            options=opts)
+        rows[name] = {"method": method, "randomisation, original": float(before["upper layers (mean)"]),
+                      "randomisation, manipulated": float(after["upper layers (mean)"]),
+                      "manipulated passes": bool(after["passes"]),
+                      "similarity to original's map": float(vs["similarity"]["manipulated"][method]["spearman_abs"]
+                                                            .nanmean()),
+                      "original, logits random": float(before["after first step"])}
+    return pd.DataFrame.from_dict(rows, orient="index")
