@@ -111,7 +111,7 @@ class Profile:
     #: samples = Integrated-Gradients steps used there (every randomisation step explains them all).
     sanity_n_imagenet: int = 2
     sanity_n_cifar: int = 16
-    sanity_samples: int = 8
+    sanity_samples: int = 4
     # --- end sanity checks ---
 
 
