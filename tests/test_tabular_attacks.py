@@ -308,3 +308,11 @@ def test_conceal_rejects_bad_training_settings(mirror_available, arg, value):
     accepted = {"lr": "a number > 0", "epochs": "an int >= 1", "n_batches": "an int >= 1", "lam": "a number >= 0"}[arg]
     with pytest.raises(ValueError, match=rf"^{arg} must be {accepted}\b"):
         C.conceal("german", **{arg: value})
+
+
+def test_unique_rows_is_exact():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 3, size=(500, 4)).astype(np.float32)
+    U, inv, cnt = T._unique_rows(X)
+    assert np.array_equal(U[inv], X) and cnt.sum() == len(X)
+    assert len(U) == len(np.unique(X, axis=0))

@@ -84,7 +84,7 @@ CHAPTERS = {
         "heo_batch_size_imagenet", "heo_grid", "heo_imagenet_grid")),
     "08_experiments": (_tabular_chapter, (
         "n_tabular_explain", "lime_samples", "shap_samples", "shap_background", "scaffold_detector_rows",
-        "concealment_epochs", "tabular_epochs")),
+        "concealment_epochs", "tabular_epochs", "scaffold_detector_max_rows", "scaffold_explain_share")),
 }
 
 

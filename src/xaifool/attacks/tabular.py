@@ -166,9 +166,11 @@ def _check_int(arg: str, value, lo: int, hi: int | None = None) -> int:
 
 
 def _slack_settings(name: str) -> dict:
-    """Slack et al.'s choices for data set ``name`` (their scripts; Adult by analogy with COMPAS)."""
+    """Slack et al.'s choices for data set ``name`` (their scripts; Adult by analogy with COMPAS). The
+    detector's training rows are capped at ``profile.scaffold_detector_max_rows`` (full profile: no cap)."""
     base = dict(name="slack", background="kmeans_std", n_centres=10, detector="perturbations", threshold=0.5,
-                rule="mean", lime_multiplier=30, shap_multiplier=10, n_substitutions=20000)
+                rule="mean", lime_multiplier=30, shap_multiplier=10, n_substitutions=20000,
+                detector_max_rows=getattr(get_config().profile, "scaffold_detector_max_rows", None))
     if name == "compas":
         # compas_experiment.py: pd.get_dummies of sex and c_charge_degree; LIME sample_around_instance=True
         return base | dict(pairs=("felony_charge", "male"), lime_around_instance=True)
@@ -732,7 +734,8 @@ def train_perturbation_detector(ds: TabularDataset, explainer: str, config: Scaf
     forest.fit(X[train][:, cols].astype(np.float32), y[train].astype(int))
     forest.set_params(n_jobs=1)
     det = ForestDetector(forest, cols, 0.5 if config.threshold is None else config.threshold)
-    det.fake_keys = _row_keys(fake)
+    # KernelSHAP's probes can repeat a substituted row exactly; LIME's never repeat Gaussian noise
+    det.fake_keys = _row_keys(fake) if explainer == "kernel_shap" else set()
     return det
 
 
@@ -804,10 +807,31 @@ def flip_rate(predict, X: np.ndarray, index: int) -> float:
 
 
 
+def _unique_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct rows ``U`` of float32 ``X``, with ``X == U[inverse]`` and each row's count, exactly.
+
+    Rows are grouped by a 64-bit hash of their bytes (fast: one sort of integers); the grouping is
+    then checked row by row, and NumPy's exact ``unique(axis=0)`` is used should two different rows
+    ever share a hash.
+    """
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    if len(X) == 0:
+        return X, np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+    bits = X.view(np.uint32).astype(np.uint64)
+    weights = np.random.default_rng(12345).integers(1, 2**63 - 1, size=X.shape[1], dtype=np.uint64) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        h = (bits * weights).sum(1) ^ (bits[:, ::-1] * (weights << np.uint64(7))).sum(1)
+    _, first, inverse, count = np.unique(h, return_index=True, return_inverse=True, return_counts=True)
+    U = X[first]
+    if not np.array_equal(U[inverse], X):
+        U, inverse, count = np.unique(X, axis=0, return_inverse=True, return_counts=True)
+    return U, inverse.reshape(-1), count
+
+
 class _Routes:
     """The scaffold at every threshold of ``thresholds`` at once: (m, K) class-1 answers, column k
     routing to f where P(real) ≥ thresholds[k] (0: always f; inf: always ψ). One detector call per
-    batch. Also counts, on the *fresh* queries (not an explained row, not a row the detector was
+    batch, on its distinct rows only. Also counts, on the *fresh* queries (not an explained row, not a row the detector was
     trained on), how many there are, how many the detector calls fake at ``t_op`` and how many the
     scaffold at ``t_op`` answers like f."""
 
@@ -817,16 +841,17 @@ class _Routes:
 
     def __call__(self, X):
         X = np.asarray(X, dtype=np.float32)
-        p = self.adv.p_real(X)
-        fy, py = self.adv.biased.predict(X), self.adv.innocuous.predict(X)
+        U, inverse, count = _unique_rows(X)  # KernelSHAP's coalitions repeat many points: score each once
+        p = self.adv.p_real(U)
+        fy, py = self.adv.biased.predict(U), self.adv.innocuous.predict(U)
         out = np.where(p[:, None] >= self.thr[None], fy[:, None], py[:, None]).astype(np.float64)
-        keys = np.ascontiguousarray(X)
-        fresh = np.fromiter((r.tobytes() not in self.exclude for r in keys), dtype=bool, count=len(X))
+        fresh = np.fromiter((r.tobytes() not in self.exclude for r in U), dtype=bool, count=len(U)) \
+            if self.exclude else np.ones(len(U), dtype=bool)
         real = p >= self.t_op
-        self.n += int(fresh.sum())
-        self.fake += int((~real & fresh).sum())
-        self.agree += int(((np.where(real, fy, py) == fy) & fresh).sum())
-        return out
+        self.n += int(count[fresh].sum())
+        self.fake += int(count[~real & fresh].sum())
+        self.agree += int(count[(np.where(real, fy, py) == fy) & fresh].sum())
+        return out[inverse]
 
     def state(self):
         return self.n, self.fake, self.agree
@@ -845,7 +870,7 @@ def _n_explain(name: str, n_test: int) -> int:
 def scaffold_experiment(name: str, explainer: str, *, config: str | ScaffoldConfig = "book", sensitive: str | None = None,
                         n_explain: int | None = None, n_rows: int | None = None, n_samples: int | str | None = None,
                         n_background: int | None = None, seed: int | None = None, sweep: bool = True,
-                        uncover: bool = True, n_jobs: int = 1, **overrides) -> dict:
+                        uncover: bool = True, explain_f: bool = True, n_jobs: int = 1, **overrides) -> dict:
     """Slack et al.'s attack on one data set and one explainer under configuration ``config``; cached.
 
     config:      ``"book"`` or ``"slack"`` (:func:`scaffold_config`), or a :class:`ScaffoldConfig`;
@@ -856,6 +881,10 @@ def scaffold_experiment(name: str, explainer: str, *, config: str | ScaffoldConf
     sweep:       also explain the scaffold at every threshold of :data:`TRADEOFF_THRESHOLDS` (on the
                  same perturbations: one explainer pass)
     uncover:     KernelSHAP only: explain again with a background of real rows
+    explain_f:   also explain f and ψ (threshold 0 and inf); with ``sweep=False`` and
+                 ``explain_f=False`` only the scaffold is explained (the work of Slack's script), and
+                 the keys that need f's or ψ's explanations (``attr_f``, ``ranks_f``, ``ranks_psi``)
+                 are left out
     n_jobs:      processes for the explainer (results do not depend on it)
 
     Returns a dict with the attributions of ``f`` and of the scaffold (``attr_f``,
@@ -889,7 +918,7 @@ def scaffold_experiment(name: str, explainer: str, *, config: str | ScaffoldConf
     n_rows = P.scaffold_detector_rows if n_rows is None else n_rows
     settings = dict(name=name, sensitive=sensitive, explainer=explainer, n_explain=n_explain, n_rows=n_rows,
                     seed=seed, n_samples=n_samples, k=k, config=conf.as_dict(), sweep=bool(sweep),
-                    uncover=bool(uncover), thresholds=list(TRADEOFF_THRESHOLDS))
+                    uncover=bool(uncover), explain_f=bool(explain_f), thresholds=list(TRADEOFF_THRESHOLDS))
 
     def compute():
         ds = prepare_dataset(name, conf, sensitive=sensitive, seed=seed)
@@ -902,7 +931,9 @@ def scaffold_experiment(name: str, explainer: str, *, config: str | ScaffoldConf
         adv = build_scaffold(ds, explainer, config=conf, n_rows=n_rows, seed=seed, n_background=k, **opts)
         t_detector = time.perf_counter() - t0
         t_op = adv.threshold_
-        thresholds = sorted({0.0, t_op} | (set(TRADEOFF_THRESHOLDS) if sweep else set())) + [float("inf")]
+        ends = explain_f or sweep
+        thresholds = sorted({t_op} | ({0.0} if ends else set()) | (set(TRADEOFF_THRESHOLDS) if sweep else set()))
+        thresholds += [float("inf")] if ends else []
         rows = ds.X_test[np.random.default_rng(seed + 2).choice(len(ds.X_test), n_exp, replace=False)]
         routes = _Routes(adv, thresholds, t_op, adv.detector.fake_keys | _row_keys(rows))
         timing, states = {}, []
@@ -929,10 +960,7 @@ def scaffold_experiment(name: str, explainer: str, *, config: str | ScaffoldConf
         out = {
             "features": list(ds.feature_names), "sensitive": ds.sensitive, "decoys": list(conf.decoys),
             "config": conf.as_dict(), "n_explain": n_exp, "threshold": float(t_op),
-            "attr_f": torch.as_tensor(A[0], dtype=torch.float32),
-            "attr_scaffold": torch.as_tensor(A[i_op], dtype=torch.float32),
-            "ranks_f": rank_shares(A[0], s), "ranks_scaffold": rank_shares(A[i_op], s),
-            "ranks_psi": rank_shares(A[-1], s),
+            "attr_scaffold": torch.as_tensor(A[i_op], dtype=torch.float32), "ranks_scaffold": rank_shares(A[i_op], s),
             "ranks_unrelated": rank_shares(A[i_op], decoys[0]), "top1_decoys": top1_decoys(A[i_op]),
             "fidelity": curve["fidelity"][i_op], "psi_agreement": float((py == fy).mean()),
             "detector_real": float((p_test >= t_op).mean()),
@@ -945,6 +973,9 @@ def scaffold_experiment(name: str, explainer: str, *, config: str | ScaffoldConf
                         "model_calls": float(timing["model_s"]), "explainer_library": float(timing["explainer_s"]),
                         "processes": int(timing["processes"])},
         }
+        if ends:
+            out.update(attr_f=torch.as_tensor(A[0], dtype=torch.float32), ranks_f=rank_shares(A[0], s),
+                       ranks_psi=rank_shares(A[-1], s))
         if explainer == "kernel_shap" and uncover:
             two = _Routes(adv, [0.0, t_op], t_op, set())
             A2 = explain_outputs(two, rows, ds, explainer, n_outputs=2, n_samples=n_samples, n_background=k,
