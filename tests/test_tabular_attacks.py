@@ -316,3 +316,14 @@ def test_unique_rows_is_exact():
     U, inv, cnt = T._unique_rows(X)
     assert np.array_equal(U[inv], X) and cnt.sum() == len(X)
     assert len(U) == len(np.unique(X, axis=0))
+
+
+def test_forest_proba_equals_scikit_learn():
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 5)).astype(np.float32)
+    y = (X[:, 0] + 0.5 * rng.normal(size=400) > 0).astype(int)
+    forest = RandomForestClassifier(n_estimators=20, random_state=0).fit(X, y)
+    Z = rng.normal(size=(300, 5)).astype(np.float32)
+    np.testing.assert_array_equal(T.forest_proba(forest, Z), forest.predict_proba(Z))
