@@ -6,6 +6,12 @@ Each test checks a property the attacks must have, on seeded small runs of the r
 * the scaffold behaves like the biased classifier on real rows (fidelity ≥ 95 %), its
   detector separates real rows from LIME's queries on held-out data, and the sensitive
   feature's top-1 share under LIME falls by at least half;
+* under Slack et al.'s settings the sensitive feature's top-1 share under KernelSHAP falls by at
+  least half on COMPAS, with fidelity reported; two decoys fool LIME as well;
+* the fidelity–fooling curve is monotone in the threshold and ends at the two trivial scaffolds;
+* standardised k-means centres are data values and split every binary column;
+* the detector's held-out scores leave out the queries it was trained on; LIME / KernelSHAP rows
+  are seeded the same way by ``explain_proba`` and ``xaifool.explain``;
 * LIME and KernelSHAP send each row's perturbations to the model in one batched call;
 * concealment keeps test accuracy within 2 points, lowers the sensitive feature's mean
   |gradient|, and flipping the feature still changes predictions;
@@ -120,6 +126,101 @@ def test_scaffold_for_kernel_shap_keeps_fidelity(mirror_available):
 
 
 # ---------------------------------------------------------------------------------------
+# Slack et al.'s settings, the trade-off, two decoys
+# ---------------------------------------------------------------------------------------
+
+def test_slack_settings_hide_race_from_kernel_shap(mirror_available):
+    r = T.scaffold_experiment("compas", "kernel_shap", config="slack", n_explain=10, n_samples=200, uncover=False,
+                              detector_max_rows=20000)
+    print({k: r[k] for k in ("fidelity", "threshold", "detector_real", "detector_fake", "ranks_f", "ranks_scaffold")})
+    assert r["config"]["background"] == "kmeans_std" and r["config"]["threshold"] == 0.5
+    assert {"not_male", "not_felony_charge"} <= set(r["features"])  # Slack's one-hot pairs
+    assert r["ranks_f"][0] >= 0.9
+    assert r["ranks_scaffold"][0] <= r["ranks_f"][0] / 2
+    assert 0.5 < r["fidelity"] <= 1.0  # reported: the share of real test rows answered like f
+
+
+def test_tradeoff_curve_is_monotone_and_ends_at_the_trivial_scaffolds(mirror_available):
+    r = T.scaffold_experiment("compas", "kernel_shap", config="slack", n_explain=8, n_samples=100, uncover=False,
+                              detector_max_rows=5000)
+    c = r["curve"]
+    thr, fid, routed = np.array(c["threshold"]), np.array(c["fidelity"]), np.array(c["routed"])
+    assert np.all(np.diff(thr) > 0) and thr[0] == 0.0 and np.isinf(thr[-1])
+    assert np.all(np.diff(fid) <= 0) and np.all(np.diff(routed) <= 0)
+    # threshold 0: everything to f — the bias shows
+    assert routed[0] == 1.0 and fid[0] == 1.0 and c["top1"][0] == r["ranks_f"][0] >= 0.9
+    # beyond 1: everything to ψ — fidelity is ψ's agreement with f, and ψ's explanation
+    assert routed[-1] == 0.0 and fid[-1] == r["psi_agreement"] and c["top1"][-1] == r["ranks_psi"][0]
+    assert 0.3 < r["psi_agreement"] < 0.7  # a coin-flip column agrees with f about half the time
+    pts = T.tradeoff_points(r)
+    assert pts["operating"]["threshold"] == 0.5 and pts["keep97"]["routed"] >= 0.97
+
+
+def test_two_decoys_fool_lime(mirror_available):
+    # Slack's two-decoy script samples around the training mean; LIME needs enough samples to see
+    # the XOR of two indicators (with a few hundred, other features often come first)
+    r = T.scaffold_experiment("compas", "lime", config="slack", decoys=("unrelated_1", "unrelated_2"), n_explain=8,
+                              n_samples=2000, detector_max_rows=5000, sweep=False, lime_around_instance=False)
+    print({k: r[k] for k in ("fidelity", "ranks_f", "ranks_scaffold", "top1_decoys")})
+    assert {"unrelated_1", "unrelated_2"} <= set(r["features"])
+    assert r["ranks_f"][0] >= 0.9 and r["ranks_scaffold"][0] <= r["ranks_f"][0] / 2
+    assert r["top1_decoys"] >= 0.5
+
+
+def test_innocuous_classifier_with_two_decoys_is_their_xor():
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+    assert T.InnocuousClassifier((0, 1)).predict(X).tolist() == [0, 1, 1, 0]
+    assert T.InnocuousClassifier(1, 0.25).predict(X).tolist() == [0, 1, 0, 1]
+
+
+def test_standardised_kmeans_centres_are_data_values_and_split_binary_columns(mirror_available):
+    ds = T.prepare_dataset("compas", T.scaffold_config("slack", "compas"), seed=0)
+    C = T.background_summary(ds, 10, method="kmeans_std")
+    X = ds.X_train.astype(np.float64)
+    assert C.shape == (10, ds.n_features)
+    for j in range(ds.n_features):
+        assert np.isin(C[:, j], np.unique(X[:, j])).all(), ds.feature_names[j]
+    for j in ds.categorical:
+        if len(np.unique(X[:, j])) == 2:
+            assert len(np.unique(C[:, j])) == 2, f"all centres agree in {ds.feature_names[j]}"
+    # unrounded (Slack's German background): real means, not data values
+    U = T.background_summary(ds, 10, method="kmeans_unrounded")
+    assert not np.isin(U[:, ds.sensitive_index], [0.0, 1.0]).all()
+
+
+def test_detector_held_out_scores_leave_out_its_training_queries(german):
+    adv = T.build_scaffold(german, "kernel_shap", n_rows=4, n_samples=60, n_background=5)
+    assert adv.detector.fake_keys
+    trained_on = np.frombuffer(next(iter(adv.detector.fake_keys)), dtype=np.float32)[None]
+    fresh = german.X_test[:3]
+    routes = T._Routes(adv, [0.0, adv.threshold_], adv.threshold_, adv.detector.fake_keys)
+    routes(np.vstack([trained_on, fresh]))
+    assert routes.n == 3  # the query the detector was trained on is not scored as held-out
+
+
+def test_explain_proba_and_explain_share_one_seeding_path(german):
+    import torch
+
+    from xaifool import explain as E
+    from xaifool.models import train_tabular_model
+
+    model = train_tabular_model(load_tabular("german"), "logreg")
+    ds = load_tabular("german")
+    rows = ds.X_test[:3]
+    proba = lambda X: torch.softmax(model(torch.as_tensor(X, dtype=torch.float32)), 1).detach().double().numpy()  # noqa: E731
+    x, tgt = torch.as_tensor(rows), torch.ones(3, dtype=torch.long)
+    for method, opts in (("lime", {"n_samples": 200}), ("kernel_shap", {"n_samples": 60, "n_background": 5})):
+        mine = T.explain_proba(proba, rows, ds, method, seed=3, **opts)
+        theirs = getattr(E, f"_{method}")(model, x, tgt, background=ds.X_train, seed=3,
+                                          categorical=ds.categorical, feature_names=ds.feature_names, **opts)
+        np.testing.assert_allclose(mine, theirs.numpy(), rtol=1e-4, atol=1e-6)
+    # a row's explanation does not depend on the rows explained with it, nor on the processes
+    one = T.explain_proba(proba, rows, ds, "lime", seed=3, n_samples=200)
+    two = T.explain_proba(proba, rows, ds, "lime", seed=3, n_samples=200, n_jobs=2)
+    np.testing.assert_array_equal(one, two)
+
+
+# ---------------------------------------------------------------------------------------
 # Dimanov et al.: concealment
 # ---------------------------------------------------------------------------------------
 
@@ -173,6 +274,31 @@ def test_bad_input_raises_value_error_naming_the_argument(mirror_available):
         C.biased_labels(ds, 1.5)
 
 
+@pytest.mark.parametrize("kwargs, arg", [
+    ({"detector_depth": 3}, "config key"), ({"threshold": 1.5}, "threshold"), ({"threshold": -0.1}, "threshold"),
+    ({"n_centres": 0}, "n_centres"), ({"background": "median"}, "background"), ({"rule": "median"}, "rule"),
+])
+def test_scaffold_config_rejects_bad_settings(kwargs, arg):
+    with pytest.raises(ValueError, match=rf"^{arg}"):
+        T.scaffold_config("slack", "compas", **kwargs)
+
+
+def test_bad_scaffold_input_names_the_argument(mirror_available):
+    with pytest.raises(ValueError, match="^config must be one of"):
+        T.scaffold_config("paper", "compas")
+    with pytest.raises(ValueError, match="^config key"):
+        T.scaffold_experiment("compas", "lime", config="slack", n_trees=5)
+    ds = T.prepare_dataset("german", T.scaffold_config("book", "german"), seed=0)
+    with pytest.raises(ValueError, match=r"^n_centres must be an int in 1\.\.800"):
+        T.background_summary(ds, len(ds.X_train) + 1, method="kmeans_std")
+    with pytest.raises(ValueError, match="^n_centres must be"):
+        T.background_summary(ds, 0, method="rows")
+    with pytest.raises(ValueError, match="^pairs must name 0/1 columns"):
+        T.prepare_dataset("compas", T.scaffold_config("book", "compas", pairs=("age",)))
+    with pytest.raises(ValueError, match="^decoys must be"):
+        T.prepare_dataset("compas", T.scaffold_config("book", "compas", decoys=("african_american",)))
+
+
 @pytest.mark.parametrize("arg, value", [("lr", 0.0), ("lr", -1e-3), ("lr", float("nan")),
                                         ("epochs", 0), ("epochs", -2), ("epochs", 1.5),
                                         ("n_batches", 0), ("n_batches", -1),
@@ -182,3 +308,22 @@ def test_conceal_rejects_bad_training_settings(mirror_available, arg, value):
     accepted = {"lr": "a number > 0", "epochs": "an int >= 1", "n_batches": "an int >= 1", "lam": "a number >= 0"}[arg]
     with pytest.raises(ValueError, match=rf"^{arg} must be {accepted}\b"):
         C.conceal("german", **{arg: value})
+
+
+def test_unique_rows_is_exact():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 3, size=(500, 4)).astype(np.float32)
+    U, inv, cnt = T._unique_rows(X)
+    assert np.array_equal(U[inv], X) and cnt.sum() == len(X)
+    assert len(U) == len(np.unique(X, axis=0))
+
+
+def test_forest_proba_equals_scikit_learn():
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 5)).astype(np.float32)
+    y = (X[:, 0] + 0.5 * rng.normal(size=400) > 0).astype(int)
+    forest = RandomForestClassifier(n_estimators=20, random_state=0).fit(X, y)
+    Z = rng.normal(size=(300, 5)).astype(np.float32)
+    np.testing.assert_array_equal(T.forest_proba(forest, Z), forest.predict_proba(Z))

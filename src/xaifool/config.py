@@ -81,6 +81,11 @@ class Profile:
     scaffold_detector_rows: int = 40
     #: Fine-tuning epochs of Dimanov et al.'s concealment (4 mini-batches per epoch).
     concealment_epochs: int = 40
+    #: Cap on the training rows of Slack et al.'s detectors (None: their full synthetic sets).
+    scaffold_detector_max_rows: int | None = 20000
+    #: Shares of the test splits explained in the scaffolding experiments, ((data set, share), …);
+    #: data sets not named explain n_tabular_explain rows.
+    scaffold_explain_share: tuple = ()
     # --- end tabular attacks ---
     # --- model-manipulation attacks, Heo et al. (fields with defaults = quick values; FULL overrides) ---
     #: CIFAR-10 training images fine-tuned on (<= 4000: a subset of the lossless ones; else the JPEGs).
@@ -164,6 +169,8 @@ FULL = Profile(
     # --- FULL: tabular attacks ---
     scaffold_detector_rows=400,
     concealment_epochs=150,
+    scaffold_detector_max_rows=None,  # Slack et al.'s full detector training sets
+    scaffold_explain_share=(("compas", 1.0), ("german", 1.0), ("adult", 0.1)),  # every COMPAS / German test row
     # --- FULL: end tabular attacks ---
     # --- FULL: model-manipulation attacks, Heo et al. ---
     heo_n_train=50000,             # all CIFAR-10 training images (JPEG q75)
@@ -213,6 +220,8 @@ SMOKE = replace(
     lime_image_samples=20,
     scaffold_detector_rows=6,
     concealment_epochs=2,
+    scaffold_detector_max_rows=2000,
+    scaffold_explain_share=(),
     heo_n_train=64,
     heo_epochs=1,
     heo_n_test=64,

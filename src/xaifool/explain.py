@@ -58,6 +58,7 @@ import contextlib
 import functools
 import inspect
 import io
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -69,7 +70,7 @@ import torch.nn.functional as F
 from .config import get_config
 
 __all__ = ["Method", "METHODS", "IMAGE_METHODS", "TABULAR_METHODS", "DIFFERENTIABLE_METHODS", "LRP_COMPOSITES",
-           "explain", "heatmap", "attribute", "postprocess", "lrp_objective_gradient"]
+           "explain", "heatmap", "attribute", "postprocess", "lrp_objective_gradient", "lime_table", "kernel_shap_table"]
 
 
 @dataclass(frozen=True)
@@ -511,18 +512,86 @@ def _lime(model, x, target, create_graph=False, background=None, n_samples=None,
     if background is None:
         raise ValueError("background: LIME on tables needs training rows (N, d) to learn feature statistics")
     n = cfg.profile.lime_samples if n_samples is None else int(n_samples)
-    bg = np.asarray(background, dtype=np.float64)
-    explainer = LimeTabularExplainer(bg, feature_names=list(feature_names or range(bg.shape[1])),
-                                     categorical_features=list(categorical or []), discretize_continuous=False,
-                                     random_state=seed)
     proba = _probabilities(model, 4096)
     xs = x.detach().cpu().double().numpy()
-    for i in range(x.shape[0]):
-        exp = explainer.explain_instance(xs[i], proba, labels=(int(target[i]),), num_features=bg.shape[1],
-                                         num_samples=n)
-        for j, wgt in exp.as_map()[int(target[i])]:
-            out[i, j] = wgt
+    for c in torch.unique(target).tolist():
+        rows = (target == c).nonzero().view(-1).cpu().numpy()
+        a = lime_table(proba, xs[rows], background, n_samples=n, seed=seed, indices=rows, labels=(int(c),),
+                       feature_names=feature_names, categorical=categorical)
+        out[rows] = torch.as_tensor(a[0], dtype=out.dtype)
     return out.to(x.device)
+
+
+def lime_table(predict_proba, rows, training, *, n_samples: int, seed: int, indices=None, labels=(1,),
+               feature_names=None, categorical=(), sample_around_instance: bool = False,
+               num_features: int | None = None) -> np.ndarray:
+    """LIME (the ``lime`` package's ``LimeTabularExplainer``) on table rows; (len(labels), n, d) weights.
+
+    The one seeding path for tabular LIME in the book: row ``i`` of ``rows`` is sampled with
+    ``RandomState(seed + indices[i])`` (``indices`` defaults to 0, 1, …: the rows' positions in the
+    caller's full set), so a row's explanation does not depend on which rows are explained with it
+    or on how rows are split between processes. ``predict_proba`` receives all
+    perturbations of one row in one call and returns (m, K) scores; ``labels`` picks the columns
+    explained (several columns are explained on the same samples). ``discretize_continuous=False``;
+    ``categorical`` lists the 0/1 columns (sampled from their training frequencies).
+    """
+    LimeTabularExplainer = import_quietly("lime.lime_tabular").LimeTabularExplainer
+
+    training = np.asarray(training, dtype=np.float64)
+    rows = np.asarray(rows, dtype=np.float64)
+    d = training.shape[1]
+    labels = tuple(int(c) for c in labels)
+    nf = d if num_features is None else int(num_features)
+    explainer = LimeTabularExplainer(training, feature_names=list(feature_names or range(d)),
+                                     categorical_features=list(categorical or []), discretize_continuous=False,
+                                     sample_around_instance=sample_around_instance, random_state=seed)
+    out = np.zeros((len(labels), len(rows), d))
+    indices = _row_indices(indices, len(rows))
+    for i, r in enumerate(rows):
+        explainer.random_state = explainer.base.random_state = np.random.RandomState(seed + indices[i])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # several score columns need not sum to one
+            exp = explainer.explain_instance(r, predict_proba, labels=labels, num_features=nf, num_samples=n_samples)
+        for k, c in enumerate(labels):
+            for j, wgt in exp.as_map()[c]:
+                out[k, i, j] = wgt
+    return out
+
+
+def _row_indices(indices, n: int) -> list[int]:
+    idx = list(range(n)) if indices is None else [int(i) for i in np.asarray(indices).reshape(-1)]
+    if len(idx) != n:
+        raise ValueError(f"indices must give one index per row ({n}), got {len(idx)}")
+    return idx
+
+
+def kernel_shap_table(fn, rows, background, *, n_samples, seed: int, indices=None) -> np.ndarray:
+    """KernelSHAP (the ``shap`` package's ``KernelExplainer``) on table rows; (K, n, d) Shapley values.
+
+    The one seeding path for tabular KernelSHAP in the book: the explainer is built after
+    ``np.random.seed(seed)`` and row ``i`` is explained after ``np.random.seed(seed + indices[i])``
+    (shap samples coalitions with NumPy's global generator; ``indices`` as in :func:`lime_table`),
+    so a row's values do not depend on the other rows of the call. ``fn(X)`` returns (m,) or (m, K) outputs; shap evaluates the row alone
+    and then all its coalitions in one call. ``background``: (k, d) rows (equal weights) or a shap
+    ``DenseData`` summary (weighted, e.g. from ``shap.kmeans``). ``n_samples``: coalitions per row
+    (an int, or ``"auto"``: shap's 2·d + 2048).
+    """
+    shap = import_quietly("shap")
+
+    rows = np.asarray(rows, dtype=np.float64)
+    np.random.seed(seed)
+    explainer = shap.KernelExplainer(fn, background)
+    out = None
+    indices = _row_indices(indices, len(rows))
+    for i, r in enumerate(rows):
+        np.random.seed(seed + indices[i])
+        v = explainer.shap_values(r[None], nsamples=n_samples, silent=True)
+        v = np.stack(v, -1) if isinstance(v, list) else np.asarray(v)  # (1, d) or (1, d, K)
+        v = v.reshape(v.shape[1], -1).T  # (K, d)
+        if out is None:
+            out = np.zeros((len(v), len(rows), rows.shape[1]))
+        out[:, i] = v
+    return np.zeros((1, 0, rows.shape[1])) if out is None else out
 
 
 def _kernel_shap(model, x, target, create_graph=False, background=None, n_samples=None, n_segments=50,
@@ -562,11 +631,10 @@ def _kernel_shap(model, x, target, create_graph=False, background=None, n_sample
     out = torch.zeros(x.shape)
     xs = x.detach().cpu().double().numpy()
     for c in torch.unique(target).tolist():
-        rows = (target == c).nonzero().view(-1).cpu()
-        np.random.seed(seed)
-        explainer = shap.KernelExplainer(lambda a, c=c: proba(a)[:, c], summary)
-        vals = explainer.shap_values(xs[rows.numpy()], nsamples=n, silent=True)
-        out[rows] = torch.as_tensor(np.asarray(vals), dtype=torch.float32).view(len(rows), -1)
+        rows = (target == c).nonzero().view(-1).cpu().numpy()
+        vals = kernel_shap_table(lambda a, c=c: proba(a)[:, c], xs[rows], summary, n_samples=n, seed=seed,
+                                 indices=rows)
+        out[rows] = torch.as_tensor(vals[0], dtype=torch.float32)
     return out.to(x.device)
 
 

@@ -96,7 +96,7 @@ CHAPTERS = {
     "06_sanity_checks": (_sanity_chapter, ("sanity_n_imagenet", "sanity_n_cifar", "sanity_samples")),
     "08_experiments": (_tabular_chapter, (
         "n_tabular_explain", "lime_samples", "shap_samples", "shap_background", "scaffold_detector_rows",
-        "concealment_epochs", "tabular_epochs")),
+        "concealment_epochs", "tabular_epochs", "scaffold_detector_max_rows", "scaffold_explain_share")),
 }
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .config import REPO_ROOT
 
-__all__ = ["RESULTS_DIR", "load", "check", "machines", "throughput", "hardware", "variants", "scaling", "growth",
+__all__ = ["RESULTS_DIR", "load", "load_tabular", "check", "machines", "throughput", "hardware", "variants", "scaling", "growth",
            "check_sanity", "load_sanity", "sanity"]
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
@@ -58,6 +58,20 @@ def load(results_dir: Path | str | None = None) -> list[dict]:
     folder = Path(results_dir or os.environ.get("XAIFOOL_BENCH_RESULTS") or RESULTS_DIR)
     recs = [check(json.loads(p.read_text())) | {"file": p.name} for p in sorted(folder.glob("attacks-*.json"))]
     return sorted(recs, key=lambda r: (r["device"] != "cpu", r["device"]))
+
+
+def load_tabular(results_dir: Path | str | None = None) -> dict | None:
+    """The tabular benchmark's record (``tabular-cpu.json``: the book's run of Slack et al.'s
+    configuration against Slack's own script), or None where none was recorded."""
+    folder = Path(results_dir or os.environ.get("XAIFOOL_BENCH_RESULTS") or RESULTS_DIR)
+    path = folder / "tabular-cpu.json"
+    if not path.is_file():
+        return None
+    rec = json.loads(path.read_text())
+    for key in ("reference", "book", "speedup"):
+        if key not in rec:
+            raise ValueError(f"record {path.name} lacks {key!r}")
+    return rec
 
 
 def _dev(rec) -> str:
