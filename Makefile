@@ -29,6 +29,7 @@ install: $(STAMP)
 
 book: $(STAMP)
 	XAIFOOL_PROFILE=$(PROFILE) $(VENV)/bin/jupyter-book build . --all --path-output . -W -n --keep-going
+	@XAIFOOL_PROFILE=$(PROFILE) $(PY) -m xaifool exec-times _build
 	@echo "Open _build/html/index.html"
 
 test: $(STAMP)

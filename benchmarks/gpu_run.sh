@@ -9,6 +9,8 @@
 # DATA_DIR    a data mirror holding the files the run needs (XAIFOOL_DATA; see MANIFEST.md)
 # SECONDS     wall-clock budget of the whole run (default 540); each part gets a share and is
 #             stopped at its end, so a slow part never costs the others their results
+# Environment: BENCH=0 skips the benchmark; CHAPTERS="02b_model_manipulation 06_sanity_checks" picks
+#             the GPU chapters and their order (e.g. those a previous visit did not finish)
 #
 # Writes benchmarks/results/attacks-cuda.json, benchmarks/results/full/<chapter>.json and logs
 # under benchmarks/results/full/logs/. The tabular chapter is CPU work (LIME, KernelSHAP): it runs
@@ -33,17 +35,25 @@ mkdir -p "$LOGS"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 -c "import torch, torchvision, zennit, captum; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 
-# 1. the benchmark alone on the machine (timings), at most a third of the budget
-timeout $(( BUDGET / 3 )) python3 -m xaifool bench attacks 2>&1 | tee "$LOGS/bench.log"
-echo "bench: rc ${PIPESTATUS[0]}, $(left) s left"
+# 1. the benchmark alone on the machine (timings), at most a fifth of the budget (BENCH=0 skips it:
+#    the paper-scale chapters first, when an earlier visit already recorded the benchmark)
+if [ "${BENCH:-1}" != 0 ]; then
+  timeout $(( BUDGET / 5 )) python3 -m xaifool bench attacks 2>&1 | tee "$LOGS/bench.log"
+  echo "bench: rc ${PIPESTATUS[0]}, $(left) s left"
+fi
 
-# 2. the tabular chapter on 4 CPU threads in the background, the image chapter on the GPU
+# 2. the tabular chapter on 4 CPU threads in the background; the image chapters one after another on
+#    the GPU (CHAPTERS, default: input, model, sanity), each stopped when the budget ends. A chapter
+#    writes its record after each finished part, so a stopped chapter keeps what it finished.
 (OMP_NUM_THREADS=4 MKL_NUM_THREADS=4 XAIFOOL_PROFILE=full XAIFOOL_DEVICE=cpu \
    timeout $(( $(left) - 15 )) python3 -m xaifool full-results --only 08_experiments > "$LOGS/08_experiments.log" 2>&1;
  echo "tabular: rc $?" >> "$LOGS/08_experiments.log") &
-XAIFOOL_PROFILE=full XAIFOOL_DEVICE=cuda timeout $(( $(left) - 15 )) \
-  python3 -m xaifool full-results --only 02a_input_manipulation 2>&1 | tee "$LOGS/02a_input_manipulation.log"
-echo "input chapter: rc ${PIPESTATUS[0]}, $(left) s left"
+for ch in ${CHAPTERS:-02a_input_manipulation 02b_model_manipulation 06_sanity_checks}; do
+  [ "$(left)" -gt 30 ] || { echo "$ch: no time left"; continue; }
+  XAIFOOL_PROFILE=full XAIFOOL_DEVICE=cuda timeout $(( $(left) - 15 )) \
+    python3 -m xaifool full-results --only "$ch" 2>&1 | tee "$LOGS/$ch.log"
+  echo "$ch: rc ${PIPESTATUS[0]}, $(left) s left"
+done
 wait
 tail -3 "$LOGS/08_experiments.log"
 echo "total $(( $(date +%s) - start )) s"

@@ -386,3 +386,72 @@ def test_transfer_to_models_the_source_model_reproduces_the_attack():
         A.transfer_to_models(res, {})
     with pytest.raises(ValueError, match="result"):
         A.transfer_to_models("not a result", {"same": model})
+
+
+# --- β schedule (Dombrowski et al.: β grows geometrically from 10 to 100 over the steps) ---
+
+def test_beta_schedule_grows_geometrically_like_the_reference_code():
+    b = A.beta_schedule((10.0, 100.0), 1500)
+    assert len(b) == 1500 and b[0] == 10.0 and b[-1] < 100.0
+    ratios = torch.tensor(b[1:], dtype=torch.float64) / torch.tensor(b[:-1], dtype=torch.float64)
+    assert torch.allclose(ratios, torch.full_like(ratios, 10 ** (1 / 1500)), rtol=1e-12)
+    assert b[750] == pytest.approx(10 * 10 ** 0.5)       # half way: the geometric mean
+    assert A.beta_schedule(30, 3) == [30.0, 30.0, 30.0]
+    assert A.DOMBROWSKI_BETA == (10.0, 100.0)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf"), True, "30", (10.0,), (10.0, 0.0),
+                                 (10.0, 50.0, 100.0), (float("nan"), 100.0), None])
+def test_bad_beta_is_refused_by_name(bad):
+    with pytest.raises(ValueError, match="^beta must be a number > 0 or a pair"):
+        A.beta_schedule(bad, 4)
+    with pytest.raises(ValueError, match="^beta must"):
+        A.dombrowski_attack(tiny_model(), images(0, 2), torch.rand(2, 12, 12), epsilon=0.1, beta=bad, progress=False)
+
+
+def test_set_beta_equals_a_fresh_smooth_copy():
+    from xaifool.models import SmoothReLU6, set_beta, smooth
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU6(), nn.Flatten()).eval()
+    x = torch.randn(2, 3, 8, 8) * 4
+    s = smooth(net, 10.0)
+    assert set_beta(s, 55.0) == 2
+    assert all(m.beta == 55.0 for m in s.modules() if isinstance(m, (nn.Softplus, SmoothReLU6)))
+    assert torch.equal(s(x), smooth(net, 55.0)(x))
+    with pytest.raises(ValueError, match="no Softplus"):
+        set_beta(net, 10.0)
+
+
+@pytest.mark.parametrize("method", ["gradient", "lrp"])
+def test_attack_steps_follow_the_beta_schedule(method, monkeypatch):
+    """Every step differentiates the surrogate at its scheduled β (the Softplus modules carry it), and
+    the surrogate is re-anchored at x whenever β changes; a constant pair equals the fixed β bit for bit."""
+    from xaifool.models import SmoothReLU6
+
+    model, x = tiny_model(3), images(3, 4)
+    tm = E.explain(model, x.roll(1, 0), None, method)
+    seen, step = [], A._step
+
+    def spy(model_, surrogate, *args, beta, **kw):
+        acts = {m.beta for m in surrogate.modules() if isinstance(m, (nn.Softplus, SmoothReLU6))}
+        seen.append((beta, acts, args[6]["logits"].clone()))   # args: method, kind, xt, x0, lab, ref, ref_s
+        return step(model_, surrogate, *args, beta=beta, **kw)
+
+    monkeypatch.setattr(A, "_step", spy)
+    A.dombrowski_attack(model, x, tm, method, epsilon=8 / 255, n_iter=5, batch_size=2, progress=False)
+    want = A.beta_schedule(A.DOMBROWSKI_BETA, 5) * 2          # two chunks, the schedule restarts per chunk
+    assert [b for b, _, _ in seen] == want
+    if method == "lrp":
+        assert all(a == set() for _, a, _ in seen)               # LRP's surrogate is the ReLU network itself
+    else:
+        assert all(a == {b} for b, a, _ in seen)
+        anchors = [lg for _, _, lg in seen[:5]]
+        assert not torch.equal(anchors[0], anchors[-1])           # the anchor follows β
+        surrogate = A.smooth(model, want[4])
+        with torch.no_grad():
+            assert torch.allclose(anchors[4], surrogate(x[:2]))
+    monkeypatch.setattr(A, "_step", step)
+    fixed = A.dombrowski_attack(model, x, tm, method, epsilon=8 / 255, n_iter=3, beta=30.0, progress=False)
+    pair = A.dombrowski_attack(model, x, tm, method, epsilon=8 / 255, n_iter=3, beta=(30.0, 30.0), progress=False)
+    assert torch.equal(fixed.x_adv, pair.x_adv) and pair.settings["beta"] == (30.0, 30.0)

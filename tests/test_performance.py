@@ -37,6 +37,11 @@ def _fixtures(folder):
     for name, rec in (("attacks-cpu.json", cpu), ("attacks-cuda.json", gpu)):
         (folder / name).write_text(json.dumps(rec))
     (folder / "sanity-cpu.json").write_text(json.dumps(SANITY))
+    (folder / "book-times-cpu.json").write_text(json.dumps({
+        "benchmark": "book-times", "device": "cpu", "device_name": "x86_64", "threads": 2, "cpu_count": 2,
+        "torch": "x", "builds": {b: {"profile": "quick", "time": "2026-01-01T00:00:00Z", "commit": "abc", "note": "",
+                                     "pages": [{"page": "notebooks/a", "seconds": s}], "total_s": s}
+                                 for b, s in (("cold", 900.0), ("warm", 60.0))}}))
     return cpu, gpu
 
 
@@ -116,4 +121,56 @@ def test_performance_page_builds_from_fixture_files(tmp_path):
         glued = {o["metadata"]["scrapbook"]["name"] for c in nb.cells if c.cell_type == "code"
                  for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})}
         assert {"gpu_ratio_sentence", "gpu_hw_sentence", "var_sentence", "fig_scaling",
-                "hw_cpu_resnet20_pct", "sanity_sentence"} <= glued
+                "hw_cpu_resnet20_pct", "sanity_sentence", "book_sentence"} <= glued
+
+
+def test_book_times_reads_the_build_in_execution_order(tmp_path, capsys):
+    """`make book` prints the per-page execution times myst-nb stored in Sphinx's environment."""
+    import pickle
+    from types import SimpleNamespace
+
+    from xaifool.__main__ import main
+
+    meta = {"notebooks/b": {"exec_data": {"runtime": 12.5, "succeeded": True, "mtime": 20.0}},
+            "notebooks/a": {"exec_data": {"runtime": 3.0, "succeeded": False, "mtime": 10.0}},
+            "book/bibliography": {}}                       # a page that is not executed
+    (tmp_path / ".doctrees").mkdir()
+    with open(tmp_path / ".doctrees" / "environment.pickle", "wb") as fh:
+        pickle.dump(SimpleNamespace(nb_metadata=meta), fh)
+    rows = perf.book_times(tmp_path)
+    assert rows == [{"page": "notebooks/a", "seconds": 3.0, "succeeded": False},
+                    {"page": "notebooks/b", "seconds": 12.5, "succeeded": True}]
+    assert main(["exec-times", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split() == ["notebooks/a", "3.0", "FAILED"] and out[-1].split()[:2] == ["total", "15.5"]
+    with pytest.raises(ValueError, match="^build_dir .* holds no book build"):
+        perf.book_times(tmp_path / "empty")
+
+
+def test_book_times_record_keeps_cold_and_warm(tmp_path):
+    import json
+    import pickle
+    from types import SimpleNamespace
+
+    def build(folder, secs, ok=True):
+        (folder / ".doctrees").mkdir(parents=True)
+        meta = {f"notebooks/{i}": {"exec_data": {"runtime": s, "succeeded": ok, "mtime": float(i)}}
+                for i, s in enumerate(secs)}
+        with open(folder / ".doctrees" / "environment.pickle", "wb") as fh:
+            pickle.dump(SimpleNamespace(nb_metadata=meta), fh)
+        return folder
+
+    out = tmp_path / "res" / "book-times-cpu.json"
+    perf.record_book_times(build(tmp_path / "c", [100.0, 300.0]), "cold", profile="quick", path=out)
+    perf.record_book_times(build(tmp_path / "w", [10.0, 20.0]), "warm", profile="quick", path=out)
+    rec = perf.load_book_times(out.parent)
+    assert rec["builds"]["cold"]["total_s"] == 400.0 and rec["builds"]["warm"]["total_s"] == 30.0
+    t = perf.book_times_table(rec)
+    assert list(t.columns) == ["cold (s)", "warm (s)"] and t.loc["total", "cold (s)"] == 400.0
+    assert t.loc["notebooks/1", "warm (s)"] == 20.0
+    with pytest.raises(ValueError, match="^build must be one of"):
+        perf.record_book_times(tmp_path / "c", "hot", profile="quick", path=out)
+    with pytest.raises(ValueError, match="failed"):
+        perf.record_book_times(build(tmp_path / "f", [1.0], ok=False), "cold", profile="quick", path=out)
+    assert json.loads(out.read_text())["builds"]["cold"]["total_s"] == 400.0   # the failed build wrote nothing
+    assert perf.load_book_times(tmp_path) is None

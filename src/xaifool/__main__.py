@@ -6,6 +6,8 @@ bench           run the benchmarks in benchmarks/ and write JSON under benchmark
 full-results    compute each chapter's "paper vs this book" numbers in the active profile without
                 the book tool chain (XAIFOOL_PROFILE=full on a GPU) and write
                 benchmarks/results/full/<chapter>.json
+exec-times      print how long each page took to execute in the last book build (``make book``
+                prints it after building)
 info            print the profile, device and directories in use
 """
 from __future__ import annotations
@@ -85,6 +87,33 @@ def _full_results(args) -> int:
     return 0
 
 
+def _exec_times(args) -> int:
+    from .performance import book_times
+
+    try:
+        rows = book_times(args.build_dir)
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        return 1
+    width = max([len(r["page"]) for r in rows] + [len("page")])
+    print(f"{'page':{width}s}  seconds  executed")
+    for r in rows:
+        print(f"{r['page']:{width}s}  {r['seconds']:7.1f}  {'yes' if r['succeeded'] else 'FAILED'}")
+    print(f"{'total':{width}s}  {sum(r['seconds'] for r in rows):7.1f}  ({describe()})")
+    if args.record:
+        import subprocess
+
+        from .performance import record_book_times
+
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                                text=True).stdout.strip()
+        rec = record_book_times(args.build_dir, args.record, profile=get_config().profile.name, commit=commit,
+                                note=args.note or "")
+        print(f"recorded as the {args.record} build ({rec['builds'][args.record]['total_s']:.0f} s) in "
+              "benchmarks/results/book-times-cpu.json")
+    return 0
+
+
 def _info(args) -> int:
     cfg = get_config()
     print(describe())
@@ -112,6 +141,12 @@ def main(argv=None) -> int:
     f.add_argument("--out", help="folder for the JSON records (default benchmarks/results/full)")
     f.add_argument("--command", help="the command line to record (default: this one)")
     f.set_defaults(fn=_full_results)
+    t = sub.add_parser("exec-times", help="seconds per page of the last book build")
+    t.add_argument("build_dir", nargs="?", help="the build folder (default <repo>/_build)")
+    t.add_argument("--record", choices=("cold", "warm"),
+                   help="store the times as this build in benchmarks/results/book-times-cpu.json")
+    t.add_argument("--note", help="a note stored with the record (e.g. how the build was run)")
+    t.set_defaults(fn=_exec_times)
     sub.add_parser("info", help="profile, device, directories").set_defaults(fn=_info)
     args = parser.parse_args(argv)
     return args.fn(args)

@@ -29,7 +29,7 @@ from .data import DataFileError, REGISTRY, TabularDataset, fetch
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "Normalized", "dequantize_mobilenet_v2", "load_imagenet_classifier",
     "CifarResNet", "cifar_resnet", "load_cifar_resnet", "Standardize", "train_tabular_model",
-    "smooth", "SmoothReLU6", "accuracy", "predict",
+    "smooth", "set_beta", "SmoothReLU6", "accuracy", "predict", "channels_last",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -308,6 +308,22 @@ def _replace_modules(model: nn.Module, kind, make) -> int:
     return count
 
 
+def set_beta(model: nn.Module, beta: float) -> int:
+    """Set β of every ``nn.Softplus`` / :class:`SmoothReLU6` of a :func:`smooth` copy in place
+    (an attack's β schedule sharpens one surrogate instead of copying the network per step);
+    returns how many activations were changed and raises if there are none."""
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta > 0:
+        raise ValueError(f"beta must be a number > 0, got {beta!r}")
+    n = 0
+    for m in model.modules():
+        if isinstance(m, (nn.Softplus, SmoothReLU6)):
+            m.beta = float(beta)
+            n += 1
+    if n == 0:
+        raise ValueError("model has no Softplus / SmoothReLU6 activations: set_beta takes a copy made by smooth()")
+    return n
+
+
 def smooth(model: nn.Module, beta: float) -> nn.Module:
     """A copy of ``model`` with every ``nn.ReLU`` → ``Softplus(β)`` and ``nn.ReLU6`` → :class:`SmoothReLU6`.
 
@@ -327,12 +343,21 @@ def smooth(model: nn.Module, beta: float) -> nn.Module:
     return out.eval()
 
 
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """An image batch (N, C, H, W) in channels-last memory order (other tensors unchanged).
+
+    For forward-only passes (LIME / KernelSHAP perturbations, accuracy): on 2 CPU cores it made
+    MobileNetV2's forward pass 1.5× and ResNet-20's 1.1× faster, with logits equal to 1e-5. Not used
+    in the attacks: there it made the double backward pass slower (see the Performance page)."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """Logits of ``model`` on ``x`` (N, ...), in batches on the model's device; returned on CPU."""
     bs = batch_size or get_config().profile.batch_size
     dev = next(model.parameters()).device
-    return torch.cat([model(x[i:i + bs].to(dev)).float().cpu() for i in range(0, len(x), bs)])
+    return torch.cat([model(channels_last(x[i:i + bs].to(dev))).float().cpu() for i in range(0, len(x), bs)])
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None,

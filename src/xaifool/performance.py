@@ -10,6 +10,9 @@ Performance page: validation of a record, and the tables and curves the page sho
 ``variants(records)``       the same step under backend variants, with the difference of the iterates
 ``scaling(records)``        throughput (and memory) against the batch size
 ``growth(records)``         throughput, FLOPs and memory against image size and depth
+``book_times(build_dir)``   seconds each page took to execute in the last book build
+``record_book_times(…)``    store them as the ``cold`` or ``warm`` build of ``book-times-<device>.json``
+``book_times_table(rec)``   seconds per page, cold and warm, from that record
 """
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ from pathlib import Path
 from .config import REPO_ROOT
 
 __all__ = ["RESULTS_DIR", "load", "load_tabular", "check", "machines", "throughput", "hardware", "variants", "scaling", "growth",
-           "check_sanity", "load_sanity", "sanity"]
+           "check_sanity", "load_sanity", "sanity", "book_times", "BOOK_BUILDS", "record_book_times", "load_book_times",
+           "book_times_table"]
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 _REQUIRED = {"benchmark": str, "device": str, "device_name": str, "threads": int, "torch": str, "time": str,
@@ -28,17 +32,32 @@ _REQUIRED = {"benchmark": str, "device": str, "device_name": str, "threads": int
 _RUN_REQUIRED = ("model", "batch", "size", "batched", "loop", "ratio")
 
 
-def check(rec) -> dict:
-    """Validate one benchmark record (the fields the page reads); raise ``ValueError`` naming the field."""
+def _check_fields(rec, required: dict, benchmark: str, what: str = "record") -> dict:
+    """The checks every benchmark record shares: a dict holding each ``required`` field with its
+    type, and the ``benchmark`` name; ``ValueError`` naming the field."""
     if not isinstance(rec, dict):
         raise ValueError(f"record must be a dict, got {type(rec).__name__}")
-    for name, typ in _REQUIRED.items():
+    for name, typ in required.items():
         if name not in rec:
-            raise ValueError(f"record lacks {name!r}; required: {sorted(_REQUIRED)}")
+            raise ValueError(f"{what} lacks {name!r}; required: {sorted(required)}")
         if not isinstance(rec[name], typ) or isinstance(rec[name], bool):
-            raise ValueError(f"record: {name} must be {typ.__name__}, got {type(rec[name]).__name__}")
-    if rec["benchmark"] != "attacks":
-        raise ValueError(f"record: benchmark must be 'attacks', got {rec['benchmark']!r}")
+            raise ValueError(f"{what}: {name} must be {typ.__name__}, got {type(rec[name]).__name__}")
+    if rec["benchmark"] != benchmark:
+        raise ValueError(f"{what}: benchmark must be {benchmark!r}, got {rec['benchmark']!r}")
+    return rec
+
+
+def _load(pattern: str, check_one, results_dir) -> list[dict]:
+    """Every record matching ``pattern`` in the results folder (``XAIFOOL_BENCH_RESULTS`` overrides it),
+    validated by ``check_one``, CPU records first."""
+    folder = Path(results_dir or os.environ.get("XAIFOOL_BENCH_RESULTS") or RESULTS_DIR)
+    recs = [check_one(json.loads(p.read_text())) | {"file": p.name} for p in sorted(folder.glob(pattern))]
+    return sorted(recs, key=lambda r: (r["device"] != "cpu", r["device"]))
+
+
+def check(rec) -> dict:
+    """Validate one benchmark record (the fields the page reads); raise ``ValueError`` naming the field."""
+    _check_fields(rec, _REQUIRED, "attacks")
     for i, run in enumerate(rec["runs"]):
         missing = [k for k in _RUN_REQUIRED if k not in run]
         if missing:
@@ -55,9 +74,7 @@ def check(rec) -> dict:
 
 def load(results_dir: Path | str | None = None) -> list[dict]:
     """Every ``attacks-*.json`` record in ``results_dir`` (validated), CPU records first."""
-    folder = Path(results_dir or os.environ.get("XAIFOOL_BENCH_RESULTS") or RESULTS_DIR)
-    recs = [check(json.loads(p.read_text())) | {"file": p.name} for p in sorted(folder.glob("attacks-*.json"))]
-    return sorted(recs, key=lambda r: (r["device"] != "cpu", r["device"]))
+    return _load("attacks-*.json", check, results_dir)
 
 
 def load_tabular(results_dir: Path | str | None = None) -> dict | None:
@@ -174,13 +191,7 @@ _SANITY_REQUIRED = {"benchmark": str, "device": str, "device_name": str, "thread
 
 def check_sanity(rec) -> dict:
     """Validate a ``sanity-<device>.json`` record; ``ValueError`` naming the field."""
-    if not isinstance(rec, dict):
-        raise ValueError(f"record must be a dict, got {type(rec).__name__}")
-    for name, typ in _SANITY_REQUIRED.items():
-        if not isinstance(rec.get(name), typ) or isinstance(rec.get(name), bool):
-            raise ValueError(f"sanity record: {name} must be {typ.__name__}, got {rec.get(name)!r}")
-    if rec["benchmark"] != "sanity":
-        raise ValueError(f"sanity record: benchmark must be 'sanity', got {rec['benchmark']!r}")
+    _check_fields(rec, _SANITY_REQUIRED, "sanity", "sanity record")
     for run in rec["runs"]:
         for key in ("method", "n_layers", "bound_s", "book_s"):
             if key not in run:
@@ -190,9 +201,7 @@ def check_sanity(rec) -> dict:
 
 def load_sanity(results_dir: Path | str | None = None) -> list[dict]:
     """Every ``sanity-*.json`` record (validated), CPU first."""
-    folder = Path(results_dir or os.environ.get("XAIFOOL_BENCH_RESULTS") or RESULTS_DIR)
-    recs = [check_sanity(json.loads(p.read_text())) | {"file": p.name} for p in sorted(folder.glob("sanity-*.json"))]
-    return sorted(recs, key=lambda r: (r["device"] != "cpu", r["device"]))
+    return _load("sanity-*.json", check_sanity, results_dir)
 
 
 def sanity(records):
@@ -211,3 +220,96 @@ def sanity(records):
                          "book / bound": run["book_s"] / run["bound_s"],
                          "max |Δ similarity|": run.get("max_similarity_difference", float("nan"))})
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------
+# The book's own time
+# --------------------------------------------------------------------------------------
+
+def book_times(build_dir: Path | str | None = None) -> list[dict]:
+    """Seconds each page took to execute in the last ``jupyter-book build`` of ``build_dir``
+    (default ``<repo>/_build``), in the order the pages were executed: one dict per page with
+    ``page``, ``seconds`` and ``succeeded``. Read from the execution data myst-nb keeps in Sphinx's
+    environment (``.doctrees/environment.pickle``), the same numbers as the Performance page's
+    table. ``ValueError`` when the folder holds no build."""
+    import pickle
+
+    build = Path(build_dir) if build_dir is not None else REPO_ROOT / "_build"
+    env_file = build / ".doctrees" / "environment.pickle"
+    if not env_file.is_file():
+        raise ValueError(f"build_dir {str(build)!r} holds no book build ({env_file.name} not found under "
+                         ".doctrees); run `make book` first, or pass the folder given to --path-output + /_build")
+    with env_file.open("rb") as fh:
+        env = pickle.load(fh)
+    rows = [{"page": page, "seconds": float(d["runtime"]), "succeeded": bool(d.get("succeeded")),
+             "mtime": float(d.get("mtime") or 0.0)}
+            for page, meta in getattr(env, "nb_metadata", {}).items()
+            if (d := meta.get("exec_data")) and d.get("runtime") is not None]
+    rows.sort(key=lambda r: r.pop("mtime"))
+    return rows
+
+
+#: The two builds the book-times record keeps: ``cold`` (empty artefact cache: every attack run and
+#: every model trained, as on a fresh clone or in CI) and ``warm`` (the cache of an earlier build).
+BOOK_BUILDS = ("cold", "warm")
+
+
+def record_book_times(build_dir: Path | str | None, build: str, *, profile: str, path: Path | str | None = None,
+                      commit: str = "", note: str = "") -> dict:
+    """Store the page times of the build in ``build_dir`` (:func:`book_times`) as the ``build``
+    (one of :data:`BOOK_BUILDS`) entry of ``benchmarks/results/book-times-cpu.json`` (or ``path``),
+    keeping the other entry; written atomically. Only a build in which every page succeeded is
+    recorded. Returns the record."""
+    import platform
+    import tempfile
+    from datetime import datetime, timezone
+
+    import torch
+
+    if build not in BOOK_BUILDS:
+        raise ValueError(f"build must be one of {BOOK_BUILDS}, got {build!r}")
+    rows = book_times(build_dir)
+    failed = [r["page"] for r in rows if not r["succeeded"]]
+    if failed:
+        raise ValueError(f"build_dir holds a build in which {failed} failed; only a complete build is recorded")
+    path = Path(path) if path is not None else RESULTS_DIR / "book-times-cpu.json"
+    rec = json.loads(path.read_text()) if path.is_file() else {"benchmark": "book-times", "builds": {}}
+    rec.update(device="cpu", device_name=platform.processor() or platform.machine(), threads=torch.get_num_threads(),
+               cpu_count=os.cpu_count(), torch=torch.__version__)
+    rec["builds"][build] = {
+        "profile": profile, "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": commit,
+        "note": note, "pages": [{"page": r["page"], "seconds": round(r["seconds"], 1)} for r in rows],
+        "total_s": round(sum(r["seconds"] for r in rows), 1)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as fh:
+        json.dump(rec, fh, indent=1)
+    os.replace(fh.name, path)
+    return rec
+
+
+def load_book_times(results_dir: Path | str | None = None) -> dict | None:
+    """The book-times record (``book-times-cpu.json``), or None where none was recorded."""
+    folder = Path(results_dir or os.environ.get("XAIFOOL_BENCH_RESULTS") or RESULTS_DIR)
+    path = folder / "book-times-cpu.json"
+    if not path.is_file():
+        return None
+    rec = json.loads(path.read_text())
+    builds = rec.get("builds") if isinstance(rec, dict) else None
+    if rec.get("benchmark") != "book-times" or not isinstance(builds, dict) or not set(builds) <= set(BOOK_BUILDS):
+        raise ValueError(f"record {path.name}: benchmark must be 'book-times' with builds among {BOOK_BUILDS}")
+    for name, b in builds.items():
+        if not isinstance(b.get("pages"), list) or not isinstance(b.get("total_s"), (int, float)):
+            raise ValueError(f"record {path.name}: builds.{name} needs 'pages' (a list) and 'total_s' (a number)")
+    return rec
+
+
+def book_times_table(rec: dict):
+    """Seconds per page (rows, in execution order) for each recorded build (columns), with a total row."""
+    import pandas as pd
+
+    cols = {name: {p["page"]: p["seconds"] for p in b["pages"]} for name, b in rec["builds"].items()}
+    order = list(dict.fromkeys(p for c in cols.values() for p in c))
+    frame = pd.DataFrame({f"{name} (s)": [c.get(p, float("nan")) for p in order] for name, c in cols.items()},
+                         index=pd.Index(order, name="page"))
+    frame.loc["total"] = frame.sum()
+    return frame

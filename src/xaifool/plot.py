@@ -15,7 +15,7 @@ import seaborn as sns
 import torch
 
 __all__ = ["set_style", "HEATMAP_CMAP", "METHOD_LABELS", "heatmap_grid", "attribution_bars", "agreement_matrix",
-           "randomisation_grid", "similarity_curves",
+           "randomisation_grid", "similarity_curves", "shared_legend",
            "pair_table"]
 
 HEATMAP_CMAP = "inferno"
@@ -44,6 +44,15 @@ def _bare(axes) -> None:
         ax.set_xticks([]), ax.set_yticks([])
         for spine in ax.spines.values():
             spine.set_visible(False)
+
+
+def shared_legend(fig, ax, *, ncol: int, fontsize: float = 8, bottom: float = 0.06, **layout):
+    """One legend for a figure of small multiples, built from ``ax``'s labelled artists, centred
+    below the panels; the panels are laid out above a strip of height ``bottom`` (figure fraction)."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False, fontsize=fontsize)
+    fig.tight_layout(rect=(0, bottom, 1, 1), **layout)
+    return fig
 
 
 def _clip_map(h: torch.Tensor, q: float = 0.99) -> np.ndarray:
@@ -412,7 +421,4 @@ def similarity_curves(summary: pd.DataFrame, *, metrics=("spearman_abs", "ssim",
             ax.set_xticklabels([_short_layer(layers[t - 1]) for t in ticks], rotation=45, ha="right", fontsize=6)
     for ax in axes[:, 0]:
         ax.set_ylabel("similarity", fontsize=8)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(metrics), frameon=False, fontsize=8)
-    fig.tight_layout(rect=(0, 0.06, 1, 1), pad=0.3)
-    return fig
+    return shared_legend(fig, axes.flat[0], ncol=len(metrics), pad=0.3)

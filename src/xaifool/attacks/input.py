@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 import time
 from dataclasses import dataclass, field
 from numbers import Integral, Real
@@ -68,14 +69,14 @@ from .. import explain as E
 from .. import metrics as M
 from ..cache import cached
 from ..config import get_config
-from ..models import smooth
+from ..models import set_beta, smooth
 from .objectives import OBJECTIVES, default_k
 from .result import BeforeAfter
 
 __all__ = ["ATTACKS", "ATTACK_METHODS", "GHORBANI_KINDS", "DOMBROWSKI_KINDS", "GRID_ATTACKS", "ATTACK_FUNCTIONS",
            "AttackResult", "random_sign", "ghorbani_attack", "dombrowski_attack", "run_attack", "cached_attack",
            "attack_grid", "transfer", "transfer_to_inputs", "transfer_to_models", "project", "default_k",
-           "default_step_size"]
+           "default_step_size", "beta_schedule", "DEFAULT_BETA", "DOMBROWSKI_BETA"]
 
 #: Interpreters the input attacks differentiate through (LRP through zennit, see
 #: :func:`xaifool.explain.lrp_objective_gradient`).
@@ -90,6 +91,10 @@ ATTACKS = ("random",) + tuple(n for n in OBJECTIVES if n in GHORBANI_KINDS + DOM
 #: Attacks :func:`attack_grid` runs: those that need no region or target map.
 GRID_ATTACKS = ("random",) + tuple(n for n in GHORBANI_KINDS if not OBJECTIVES[n].targeted)
 DEFAULT_BETA = 30.0
+#: Dombrowski et al.'s β schedule: the surrogate's β grows geometrically from 10 to 100 over the
+#: steps (their reference code's ``get_beta``), so early steps follow a smooth network and late
+#: ones a network close to the ReLU original.
+DOMBROWSKI_BETA = (10.0, 100.0)
 UPDATES = ("sign", "normalized")
 
 
@@ -191,6 +196,36 @@ def _check_positive(value, name) -> float:
     if isinstance(value, bool) or not isinstance(value, Real) or not float(value) > 0:
         raise ValueError(f"{name} must be a number > 0, got {value!r}")
     return float(value)
+
+
+def beta_schedule(beta, n_iter: int) -> list[float]:
+    """The surrogate's β at each of ``n_iter`` steps.
+
+    beta: a number > 0 (the same β at every step) or a pair ``(start, end)`` of numbers > 0: β grows
+          geometrically, :math:`\beta_i = \beta_{start} (\beta_{end} / \beta_{start})^{i / n}` for
+          step i = 0 … n − 1, as in Dombrowski et al.'s reference code (:data:`DOMBROWSKI_BETA`).
+    """
+    n_iter = _check_int(n_iter, "n_iter", 1)
+    if isinstance(beta, (tuple, list)):
+        if len(beta) != 2 or not all(_is_positive(b) for b in beta):
+            raise ValueError(f"beta must be a number > 0 or a pair (start, end) of numbers > 0 (β grows "
+                             f"geometrically from start to end over the steps), got {beta!r}")
+        start, end = float(beta[0]), float(beta[1])
+        return [start * (end / start) ** (i / n_iter) for i in range(n_iter)]
+    if not _is_positive(beta):
+        raise ValueError(f"beta must be a number > 0 or a pair (start, end) of numbers > 0 (β grows "
+                         f"geometrically from start to end over the steps), got {beta!r}")
+    return [float(beta)] * n_iter
+
+
+def _is_positive(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value) and value > 0
+
+
+def _check_beta(beta):
+    """``beta`` as recorded in a result's settings: a float, or a (start, end) tuple of floats."""
+    beta_schedule(beta, 1)
+    return tuple(float(b) for b in beta) if isinstance(beta, (tuple, list)) else float(beta)
 
 
 def _check_map(m, name, b, hw) -> torch.Tensor:
@@ -360,7 +395,8 @@ def _iterative(model, x, method, kind, *, epsilon, n_iter, step_size, beta, opti
     obj = OBJECTIVES[kind]
     ref_options = dict(ref_options or {})
     dev = _device(model)
-    surrogate = _surrogate(model, method, beta)
+    betas = beta_schedule(beta, n_iter)
+    surrogate = _surrogate(model, method, betas[0])
     alpha = default_step_size(epsilon, n_iter) if step_size is None else _check_positive(step_size, "step_size")
     chunks = _chunks(x.shape[0], batch_size)
     bar = _progress(progress, n_iter * len(chunks), f"{kind} attack ({method})")
@@ -377,15 +413,18 @@ def _iterative(model, x, method, kind, *, epsilon, n_iter, step_size, beta, opti
         # An output term must be anchored at the surrogate's own output at x, or
         # γ‖g_s(x_adv) − g(x)‖² would pull the surrogate towards the ReLU network's logits.
         ref_s = ref
-        if obj.needs_logits:
-            with torch.no_grad():
-                ref_s = {**ref, "logits": surrogate(x0)}
         best_x, best_obj, best_h, best_logits = x0.clone(), obj0.clone(), h0.clone(), logits0.clone()
         objective, losses = [obj0], []
         xt = x0
-        for _ in range(n_iter):
+        for i in range(n_iter):
+            if i == 0 or betas[i] != betas[i - 1]:
+                if method != "lrp":   # LRP takes β per call (its relevance gates); the surrogate is the model
+                    set_beta(surrogate, betas[i])
+                if obj.needs_logits:  # re-anchored whenever β changes: the surrogate's output at x moves with β
+                    with torch.no_grad():
+                        ref_s = {**ref, "logits": surrogate(x0)}
             xt, loss, lt, ht, ot = _step(model, surrogate, method, kind, xt, x0, lab, ref, ref_s, epsilon=epsilon,
-                                         alpha=alpha, beta=beta, options=options, update=update)
+                                         alpha=alpha, beta=betas[i], options=options, update=update)
             losses.append(loss)
             better = (lt.argmax(1) == lab) & (ot < best_obj)
             best_x[better], best_obj[better], best_h[better], best_logits[better] = xt[better], ot[better], \
@@ -409,7 +448,8 @@ def _iterative(model, x, method, kind, *, epsilon, n_iter, step_size, beta, opti
 
 def ghorbani_attack(model: nn.Module, x: torch.Tensor, method: str = "gradient", attack: str = "topk", *,
                     epsilon: float, n_iter: int = 20, step_size: float | None = None, k: int | None = None,
-                    region: torch.Tensor | None = None, beta: float = DEFAULT_BETA, options: dict | None = None,
+                    region: torch.Tensor | None = None, beta: float | tuple = DEFAULT_BETA,
+                    options: dict | None = None,
                     update: str = "sign", batch_size: int | None = None,
                     progress: bool | None = None) -> AttackResult:
     """Iterative attacks of Ghorbani et al. (2019) on the explanation of ``model``'s prediction.
@@ -425,7 +465,8 @@ def ghorbani_attack(model: nn.Module, x: torch.Tensor, method: str = "gradient",
     k:         top-k size in 1..H·W (default :func:`default_k`)
     region:    (H, W) or (B, H, W) mask in [0, 1], for objectives that take one (``region``, ``location``;
                e.g. :func:`xaifool.attacks.objectives.region_mask`)
-    beta:      Softplus β of the surrogate that is differentiated (LRP: β of its sigmoid relevance gates)
+    beta:      Softplus β of the surrogate that is differentiated (LRP: β of its sigmoid relevance gates);
+               a pair ``(start, end)`` grows it geometrically over the steps (:func:`beta_schedule`)
     update:    ``"sign"`` (α·sign ∇, Ghorbani) or ``"normalized"`` (α·∇/‖∇‖∞ per sample)
     options:   interpreter options (``n_steps``, ``n_samples``, …), used for attack and evaluation
     batch_size: images per device batch (default: all at once)
@@ -436,7 +477,7 @@ def ghorbani_attack(model: nn.Module, x: torch.Tensor, method: str = "gradient",
     takes = OBJECTIVES[attack].options
     epsilon = _check_epsilon(epsilon)
     n_iter = _check_int(n_iter, "n_iter", 1)
-    beta = _check_positive(beta, "beta")
+    beta = _check_beta(beta)
     options = _prepare(model, x, method, options)
     hw = tuple(x.shape[-2:])
     if "k" in takes:
@@ -460,20 +501,23 @@ def ghorbani_attack(model: nn.Module, x: torch.Tensor, method: str = "gradient",
 
 def dombrowski_attack(model: nn.Module, x: torch.Tensor, target_map: torch.Tensor, method: str = "gradient", *,
                       epsilon: float, n_iter: int = 50, step_size: float | None = None, gamma: float = 1.0,
-                      beta: float = DEFAULT_BETA, options: dict | None = None, update: str = "normalized",
+                      beta: float | tuple = DOMBROWSKI_BETA, options: dict | None = None,
+                      update: str = "normalized",
                       batch_size: int | None = None, progress: bool | None = None) -> AttackResult:
     """Target-map attack of Dombrowski et al. (2019): h(x_adv) ≈ ``target_map``, output ≈ g(x).
 
     target_map: (B, H, W) heatmaps to imitate (e.g. the explanations of other images); they are
                 normalised to sum 1 like every heatmap of the book
     gamma:      weight γ ≥ 0 of the output term ‖g(x_adv) − g(x)‖² / K
+    beta:       β schedule of the surrogate, default :data:`DOMBROWSKI_BETA` (10 → 100 geometrically,
+                as the paper's code); a number fixes it
     update:     ``"normalized"`` (default, α·∇/‖∇‖∞: pixels with a small gradient barely move, which
                 matters when matching a whole map) or ``"sign"``; step_size default ε/8
     The other arguments are those of :func:`ghorbani_attack`.
     """
     epsilon = _check_epsilon(epsilon)
     n_iter = _check_int(n_iter, "n_iter", 1)
-    beta = _check_positive(beta, "beta")
+    beta = _check_beta(beta)
     if isinstance(gamma, bool) or not isinstance(gamma, Real) or not float(gamma) >= 0:
         raise ValueError(f"gamma must be a number >= 0, got {gamma!r}")
     options = _prepare(model, x, method, options)

@@ -1038,8 +1038,9 @@ def rank_share_figure(results: dict):
     and the share in which the (first) decoy feature of ψ does for the scaffold.
     """
     import matplotlib.pyplot as plt
+    import seaborn as sns
 
-    from ..plot import METHOD_LABELS
+    from ..plot import METHOD_LABELS, shared_legend
 
     names = list(dict.fromkeys(k[0] for k in results))
     expl = list(dict.fromkeys(k[1] for k in results))
@@ -1061,12 +1062,8 @@ def rank_share_figure(results: dict):
             ax.set_title(f"{n} ({r['sensitive']}) — {METHOD_LABELS.get(e, e)}")
             if j == 0:
                 ax.set_ylabel("share of explanations")
-            for sp in ("top", "right"):
-                ax.spines[sp].set_visible(False)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False, fontsize=8)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    return fig
+            sns.despine(ax=ax)
+    return shared_legend(fig, axes[0, 0], ncol=3)
 
 
 def tradeoff_figure(results: dict):
@@ -1081,8 +1078,9 @@ def tradeoff_figure(results: dict):
     training rows); open diamond: the highest threshold that keeps ≥ 97 % of real test rows.
     """
     import matplotlib.pyplot as plt
+    import seaborn as sns
 
-    from ..plot import METHOD_LABELS
+    from ..plot import METHOD_LABELS, shared_legend
 
     configs = list(dict.fromkeys(k[0] for k in results))
     names = list(dict.fromkeys(k[1] for k in results))
@@ -1112,9 +1110,5 @@ def tradeoff_figure(results: dict):
                 ax.set_xlabel("fidelity to f on real test rows")
             if j == 0:
                 ax.set_ylabel("sensitive feature ranked first")
-            for sp in ("top", "right"):
-                ax.spines[sp].set_visible(False)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False, fontsize=7.5)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
-    return fig
+            sns.despine(ax=ax)
+    return shared_legend(fig, axes[0, 0], ncol=3, fontsize=7.5, bottom=0.1)
