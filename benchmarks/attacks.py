@@ -98,8 +98,13 @@ class _FlopCount(TorchDispatchMode):
 
 
 def step_flops(model, x):
-    """FLOPs per image of one attack step (counted on a batch of ``x``)."""
-    step, label, mask = _setup(model, x)
+    """FLOPs per image of one attack step (counted on a batch of ``x``). Counted on a surrogate
+    whose depthwise layers are convolutions (the counter knows convolutions, not the element-wise
+    ops of ``models.DepthwiseShifts``), so the count is that of the step's mathematics."""
+    surrogate = models.smooth(model, A.DEFAULT_BETA, depthwise_shifts=False)
+    for p in surrogate.parameters():
+        p.requires_grad_(False)
+    step, label, mask = _setup(model, x, surrogate)
     with _FlopCount() as c:
         step(x, x, label, mask)
     return c.flops / x.shape[0]
@@ -202,9 +207,9 @@ def growth(dev, repeats, batch, sizes=(32, 64, 128, 224), depths=(20, 32, 44, 56
     return rows
 
 
-def _setup(model, x):
+def _setup(model, x, surrogate=None):
     """The step function and the attack's fixed inputs (labels, top-k masks) for images ``x``."""
-    surrogate = A._surrogate(model, "gradient", A.DEFAULT_BETA)
+    surrogate = A._surrogate(model, "gradient", A.DEFAULT_BETA) if surrogate is None else surrogate
     with torch.no_grad():
         label = model(x).argmax(1)
     h0 = A._heatmap(model, x, label, "gradient", {}, False)

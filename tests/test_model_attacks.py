@@ -353,3 +353,31 @@ def test_training_curves_figure():
     assert list(ax.lines[0].get_ydata()) == pytest.approx([0.0, -0.5, -1.0])  # change / |first point|
     with pytest.raises(ValueError, match="log_every"):
         plot.training_curves({"a": {"loss": [1.0]}})
+
+
+@pytest.mark.parametrize("method", ["gradient", "gradcam"])
+def test_finetuning_a_depthwise_network_returns_convolutions_and_matches_them(method, monkeypatch):
+    """Gradient-family fine-tuning trains depthwise layers as shifted sums (fast double backward); the
+    returned model has its nn.Conv2d layers back and follows the same trajectory as with the plain
+    convolutions (to float rounding)."""
+    import xaifool.attacks.model as MM_
+
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=8),
+                        nn.ReLU(), nn.Conv2d(8, 16, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(16, 4))
+    model = Normalized(net, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), cam_layer="net.5").eval()
+    x, y = tiny_data()
+    kw = dict(lam=1.0, epochs=1, lr=1e-3, batch_size=8, seed=0, progress=False)
+    seen = []
+    real = MM_.depthwise_as_shifts
+    monkeypatch.setattr(MM_, "depthwise_as_shifts", lambda m: seen.append(1) or real(m))
+    fast, _ = HM.finetune(model, x, y, "topk", method, **kw)
+    assert len(seen) == (1 if method == "gradient" else 0)
+    assert type(fast.net[2]) is nn.Conv2d and fast.net[2].groups == 8
+    assert type(model.net[2]) is nn.Conv2d                      # the caller's model is untouched
+    monkeypatch.setattr(MM_, "depthwise_as_shifts", lambda m: 0)   # plain convolutions throughout
+    plain, _ = HM.finetune(model, x, y, "topk", method, **kw)
+    for (name, a), b in zip(fast.state_dict().items(), plain.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-5), name
+    assert not torch.equal(fast.net[2].weight, model.net[2].weight)   # it did train

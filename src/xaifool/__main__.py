@@ -107,8 +107,12 @@ def _exec_times(args) -> int:
 
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                                 text=True).stdout.strip()
-        rec = record_book_times(args.build_dir, args.record, profile=get_config().profile.name, commit=commit,
-                                note=args.note or "")
+        try:
+            rec = record_book_times(args.build_dir, args.record, profile=get_config().profile.name, commit=commit,
+                                    note=args.note or "")
+        except ValueError as err:
+            print(err, file=sys.stderr)
+            return 1
         print(f"recorded as the {args.record} build ({rec['builds'][args.record]['total_s']:.0f} s) in "
               "benchmarks/results/book-times-cpu.json")
     return 0

@@ -470,9 +470,10 @@ def _probabilities(model, batch_size):
     @torch.no_grad()
     def fn(arr: np.ndarray) -> np.ndarray:
         t = torch.as_tensor(np.asarray(arr), dtype=torch.float32)
-        if t.dim() == 4:  # image perturbations: forward-only, faster in channels-last order on a CPU
-            t = t.contiguous(memory_format=torch.channels_last)   # (see models.channels_last)
-        outs = [F.softmax(model(t[i:i + batch_size].to(dev)), 1).cpu() for i in range(0, len(t), batch_size)]
+        # image perturbations: forward-only, faster in channels-last order on a CPU (see models.channels_last)
+        fmt = torch.channels_last if t.dim() == 4 else torch.contiguous_format
+        outs = [F.softmax(model(t[i:i + batch_size].to(dev).contiguous(memory_format=fmt)), 1).cpu()
+                for i in range(0, len(t), batch_size)]
         return torch.cat(outs).double().numpy()
 
     return fn

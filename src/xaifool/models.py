@@ -29,7 +29,7 @@ from .data import DataFileError, REGISTRY, TabularDataset, fetch
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "Normalized", "dequantize_mobilenet_v2", "load_imagenet_classifier",
     "CifarResNet", "cifar_resnet", "load_cifar_resnet", "Standardize", "train_tabular_model",
-    "smooth", "set_beta", "SmoothReLU6", "accuracy", "predict", "channels_last",
+    "smooth", "set_beta", "SmoothReLU6", "DepthwiseShifts", "depthwise_as_shifts", "depthwise_as_convs", "accuracy", "predict", "channels_last",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -297,23 +297,84 @@ class SmoothReLU6(nn.Module):
         return F.softplus(x, self.beta) - F.softplus(x - 6.0, self.beta)
 
 
-def _replace_modules(model: nn.Module, kind, make) -> int:
+class DepthwiseShifts(nn.Module):
+    """A depthwise ``nn.Conv2d`` (groups = in = out channels, zero padding) computed as a sum of
+    shifted, per-channel scaled copies of its input: the same function (to float rounding), with the
+    same ``weight`` / ``bias`` parameters (and state-dict names), but made of element-wise ops.
+
+    Why: PyTorch differentiates the backward pass of a grouped convolution (needed by every attack
+    that differentiates an explanation) one group at a time — for MobileNetV2's depthwise layers
+    some 7,000 small convolutions in one attack step. Measured once on 2 CPU cores (4 images), the
+    step took 1.6 s instead of 2.1 s; on a GPU each of those convolutions is a kernel launch, which
+    is where the recorded H100 step on MobileNetV2 stood at 0.3 % of the fp32 peak (the benchmark's
+    next GPU run measures the difference). Tested to equal the grouped convolution (see :func:`smooth`)."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        if not _is_depthwise(conv):
+            raise ValueError("conv must be a depthwise nn.Conv2d (groups == in_channels == out_channels, "
+                             f"padding_mode='zeros', numeric padding), got {conv}")
+        self.weight, self.bias = conv.weight, conv.bias
+        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+
+    def to_conv(self) -> nn.Conv2d:
+        """The depthwise ``nn.Conv2d`` again, holding these very parameters."""
+        c, k = self.weight.shape[0], tuple(self.weight.shape[-2:])
+        conv = nn.Conv2d(c, c, k, stride=self.stride, padding=self.padding, dilation=self.dilation, groups=c,
+                         bias=self.bias is not None, device=self.weight.device, dtype=self.weight.dtype)
+        conv.weight, conv.bias = self.weight, self.bias
+        return conv
+
+    def forward(self, x):
+        c = x.shape[1]
+        kh, kw = self.weight.shape[-2:]
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        xp = F.pad(x, (pw, pw, ph, ph))
+        ho = (xp.shape[-2] - dh * (kh - 1) - 1) // sh + 1
+        wo = (xp.shape[-1] - dw * (kw - 1) - 1) // sw + 1
+        out = None
+        for i in range(kh):
+            for j in range(kw):
+                tap = xp[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
+                term = tap * self.weight[:, 0, i, j].view(1, c, 1, 1)
+                out = term if out is None else out + term
+        return out if self.bias is None else out + self.bias.view(1, c, 1, 1)
+
+
+def _is_depthwise(m) -> bool:
+    return (isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
+            and m.padding_mode == "zeros" and not isinstance(m.padding, str))
+
+
+def depthwise_as_shifts(model: nn.Module) -> int:
+    """Replace every depthwise ``nn.Conv2d`` of ``model`` in place by :class:`DepthwiseShifts`
+    (same parameters); returns how many were replaced."""
+    return _replace_modules(model, nn.Conv2d, DepthwiseShifts, where=_is_depthwise)
+
+
+def depthwise_as_convs(model: nn.Module) -> int:
+    """Undo :func:`depthwise_as_shifts` in place (the same parameters in ``nn.Conv2d`` modules)."""
+    return _replace_modules(model, DepthwiseShifts, DepthwiseShifts.to_conv)
+
+
+def _replace_modules(model: nn.Module, kind, make, where=None) -> int:
     count = 0
     for name, child in list(model.named_children()):
-        if isinstance(child, kind):
+        if isinstance(child, kind) and (where is None or where(child)):
             setattr(model, name, make(child))
             count += 1
         else:
-            count += _replace_modules(child, kind, make)
+            count += _replace_modules(child, kind, make, where)
     return count
 
 
 def set_beta(model: nn.Module, beta: float) -> int:
-    """Set β of every ``nn.Softplus`` / :class:`SmoothReLU6` of a :func:`smooth` copy in place
+    """Set β of every ``nn.Softplus`` / :class:`SmoothReLU6` of a :func:`smooth` copy in place (a
+    Softplus the original network had itself is changed too: meant for copies of ReLU networks)
     (an attack's β schedule sharpens one surrogate instead of copying the network per step);
     returns how many activations were changed and raises if there are none."""
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta > 0:
-        raise ValueError(f"beta must be a number > 0, got {beta!r}")
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 < beta < float("inf"):
+        raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
     n = 0
     for m in model.modules():
         if isinstance(m, (nn.Softplus, SmoothReLU6)):
@@ -324,11 +385,13 @@ def set_beta(model: nn.Module, beta: float) -> int:
     return n
 
 
-def smooth(model: nn.Module, beta: float) -> nn.Module:
+def smooth(model: nn.Module, beta: float, *, depthwise_shifts: bool = True) -> nn.Module:
     """A copy of ``model`` with every ``nn.ReLU`` → ``Softplus(β)`` and ``nn.ReLU6`` → :class:`SmoothReLU6`.
 
     As β → ∞ the copy tends to the original network; its second derivatives no longer
-    vanish, which gradient-of-explanation attacks need (Dombrowski et al. 2019). Functional
+    vanish, which gradient-of-explanation attacks need (Dombrowski et al. 2019). Depthwise
+    convolutions become :class:`DepthwiseShifts` (the same function, whose double backward pass is
+    not computed one channel at a time; ``depthwise_shifts=False`` keeps them). Functional
     activations (``F.relu`` inside ``forward``) cannot be swapped: the function raises if the
     model has no activation modules at all.
     """
@@ -340,15 +403,18 @@ def smooth(model: nn.Module, beta: float) -> nn.Module:
     if n == 0:
         raise ValueError("model has no nn.ReLU / nn.ReLU6 modules to smooth (functional activations "
                          "cannot be replaced)")
+    if depthwise_shifts:
+        depthwise_as_shifts(out)
     return out.eval()
 
 
 def channels_last(x: torch.Tensor) -> torch.Tensor:
     """An image batch (N, C, H, W) in channels-last memory order (other tensors unchanged).
 
-    For forward-only passes (LIME / KernelSHAP perturbations, accuracy): on 2 CPU cores it made
-    MobileNetV2's forward pass 1.5× and ResNet-20's 1.1× faster, with logits equal to 1e-5. Not used
-    in the attacks: there it made the double backward pass slower (see the Performance page)."""
+    For forward-only passes (LIME / KernelSHAP perturbations, accuracy): measured once on 2 CPU cores
+    (batches of 64), it made MobileNetV2's forward pass 1.5× and ResNet-20's 1.1× faster, with logits
+    equal up to 1e-5. Not used in the attacks: there it made the double backward pass slower (the
+    benchmark's variants on the Performance page)."""
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 

@@ -36,12 +36,13 @@ def _check_fields(rec, required: dict, benchmark: str, what: str = "record") -> 
     """The checks every benchmark record shares: a dict holding each ``required`` field with its
     type, and the ``benchmark`` name; ``ValueError`` naming the field."""
     if not isinstance(rec, dict):
-        raise ValueError(f"record must be a dict, got {type(rec).__name__}")
+        raise ValueError(f"{what} must be a dict, got {type(rec).__name__}")
     for name, typ in required.items():
         if name not in rec:
             raise ValueError(f"{what} lacks {name!r}; required: {sorted(required)}")
         if not isinstance(rec[name], typ) or isinstance(rec[name], bool):
-            raise ValueError(f"{what}: {name} must be {typ.__name__}, got {type(rec[name]).__name__}")
+            kinds = " or ".join(t.__name__ for t in (typ if isinstance(typ, tuple) else (typ,)))
+            raise ValueError(f"{what}: {name} must be {kinds}, got {type(rec[name]).__name__}")
     if rec["benchmark"] != benchmark:
         raise ValueError(f"{what}: benchmark must be {benchmark!r}, got {rec['benchmark']!r}")
     return rec
@@ -269,6 +270,8 @@ def record_book_times(build_dir: Path | str | None, build: str, *, profile: str,
     if build not in BOOK_BUILDS:
         raise ValueError(f"build must be one of {BOOK_BUILDS}, got {build!r}")
     rows = book_times(build_dir)
+    if not rows:
+        raise ValueError(f"build_dir {str(build_dir)!r} holds a build in which no page was executed; nothing to record")
     failed = [r["page"] for r in rows if not r["succeeded"]]
     if failed:
         raise ValueError(f"build_dir holds a build in which {failed} failed; only a complete build is recorded")
@@ -293,14 +296,17 @@ def load_book_times(results_dir: Path | str | None = None) -> dict | None:
     path = folder / "book-times-cpu.json"
     if not path.is_file():
         return None
-    rec = json.loads(path.read_text())
-    builds = rec.get("builds") if isinstance(rec, dict) else None
-    if rec.get("benchmark") != "book-times" or not isinstance(builds, dict) or not set(builds) <= set(BOOK_BUILDS):
-        raise ValueError(f"record {path.name}: benchmark must be 'book-times' with builds among {BOOK_BUILDS}")
-    for name, b in builds.items():
-        if not isinstance(b.get("pages"), list) or not isinstance(b.get("total_s"), (int, float)):
-            raise ValueError(f"record {path.name}: builds.{name} needs 'pages' (a list) and 'total_s' (a number)")
+    rec = _check_fields(json.loads(path.read_text()), _BOOK_REQUIRED, "book-times", f"record {path.name}")
+    if not set(rec["builds"]) <= set(BOOK_BUILDS):
+        raise ValueError(f"record {path.name}: builds must be among {BOOK_BUILDS}, got {sorted(rec['builds'])}")
+    for name, b in rec["builds"].items():
+        _check_fields({"benchmark": "build", **b} if isinstance(b, dict) else b, _BUILD_REQUIRED, "build",
+                      f"record {path.name}: builds.{name}")
     return rec
+
+
+_BOOK_REQUIRED = {"benchmark": str, "threads": int, "cpu_count": int, "builds": dict}
+_BUILD_REQUIRED = {"profile": str, "time": str, "commit": str, "pages": list, "total_s": (int, float)}
 
 
 def book_times_table(rec: dict):

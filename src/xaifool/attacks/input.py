@@ -199,7 +199,7 @@ def _check_positive(value, name) -> float:
 
 
 def beta_schedule(beta, n_iter: int) -> list[float]:
-    """The surrogate's β at each of ``n_iter`` steps.
+    r"""The surrogate's β at each of ``n_iter`` steps.
 
     beta: a number > 0 (the same β at every step) or a pair ``(start, end)`` of numbers > 0: β grows
           geometrically, :math:`\beta_i = \beta_{start} (\beta_{end} / \beta_{start})^{i / n}` for
@@ -420,7 +420,9 @@ def _iterative(model, x, method, kind, *, epsilon, n_iter, step_size, beta, opti
             if i == 0 or betas[i] != betas[i - 1]:
                 if method != "lrp":   # LRP takes β per call (its relevance gates); the surrogate is the model
                     set_beta(surrogate, betas[i])
-                if obj.needs_logits:  # re-anchored whenever β changes: the surrogate's output at x moves with β
+                if obj.needs_logits and (i == 0 or method != "lrp"):
+                    # re-anchored whenever β changes: the Softplus surrogate's output at x moves with β
+                    # (LRP's surrogate keeps the ReLU forward pass: one anchor)
                     with torch.no_grad():
                         ref_s = {**ref, "logits": surrogate(x0)}
             xt, loss, lt, ht, ot = _step(model, surrogate, method, kind, xt, x0, lab, ref, ref_s, epsilon=epsilon,

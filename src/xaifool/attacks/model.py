@@ -82,6 +82,7 @@ import torch.nn.functional as F
 from .. import explain as E
 from .. import metrics as M
 from ..config import get_config
+from ..models import depthwise_as_convs, depthwise_as_shifts
 from .input import _check_int
 from .objectives import OBJECTIVES, region_mask
 from .result import BeforeAfter
@@ -590,9 +591,17 @@ def finetune(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor | No
         return acc_loss + lam * fool, {"accuracy_loss": acc_loss, "fooling_loss": fool,
                                        "accuracy": (logits.argmax(1) == batch["t"]).float().mean()}
 
+    # Gradient-family maps are differentiated through the whole network: its depthwise layers (MobileNetV2)
+    # are trained as shifted sums, whose double backward is not one convolution per channel; Grad-CAM's
+    # and LRP's derivatives do not need it (and zennit's rules must see the convolutions).
+    shifted = E.METHODS[method].family == "gradient" and depthwise_as_shifts(manipulated) > 0
     t0 = time.perf_counter()
-    history = fit(manipulated, batches, loss_fn, epochs=epochs, lr=float(lr), progress=progress,
-                  desc=f"Heo {attack} ({method})", seed=seed, log_every=log_every)
+    try:
+        history = fit(manipulated, batches, loss_fn, epochs=epochs, lr=float(lr), progress=progress,
+                      desc=f"Heo {attack} ({method})", seed=seed, log_every=log_every)
+    finally:
+        if shifted:
+            depthwise_as_convs(manipulated)
     history["seconds"] = [time.perf_counter() - t0]
     if not all(torch.isfinite(p).all() for p in manipulated.parameters()):
         raise ValueError(f"lr={lr!r} / lam={lam!r}: the fine-tuning diverged (non-finite weights); lower the "
