@@ -32,6 +32,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from xaifool import describe, get_config, models
+from xaifool.cache import atomic_write_text
 from xaifool.config import device_name
 from xaifool.attacks import input as A
 
@@ -299,9 +300,7 @@ def main():
 
     def save(complete=False):
         record.update(complete=complete, load_average_1min_after=os.getloadavg()[0])
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(record, indent=2))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(record, indent=2))
 
     peaks = record["matmul_peak_flops"] = {"fp32": matmul_peak(dev)}
     if gpu:

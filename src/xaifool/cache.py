@@ -36,7 +36,7 @@ from . import __version__
 from .config import get_config
 
 __all__ = ["PRESENTATION_MODULES", "package_modules", "default_depends", "dependency_closure", "code_fingerprint",
-           "clear_fingerprints", "cache_key", "cache_path", "cached", "atomic_save"]
+           "clear_fingerprints", "cache_key", "cache_path", "cached", "atomic_save", "atomic_write_text"]
 
 
 def _jsonable(obj: Any) -> Any:
@@ -221,14 +221,15 @@ def cache_path(name: str, settings: dict, cache_dir: Path | None = None, depends
     return root / name / f"{cache_key(name, settings, depends)}.pt"
 
 
-def atomic_save(obj: Any, path: Path) -> Path:
-    """``torch.save`` to ``path`` through a temporary file and an atomic rename."""
+def _atomic_write(path: Path, write: Callable) -> Path:
+    """Call ``write(binary file)`` on a temporary file next to ``path``, then rename it into place:
+    a crash leaves either the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -236,6 +237,16 @@ def atomic_save(obj: Any, path: Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_save(obj: Any, path: Path) -> Path:
+    """``torch.save`` to ``path`` through a temporary file and an atomic rename."""
+    return _atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file and an atomic rename (JSON records)."""
+    return _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def cached(name: str, settings: dict, compute: Callable[[], Any], *, depends=None,

@@ -174,13 +174,10 @@ def check_record(rec) -> dict:
 def write(rec: dict, out_dir: Path | None = None) -> Path:
     """Write ``rec`` (validated) to ``<out_dir>/<chapter>.json`` atomically."""
     check_record(rec)
+    from .cache import atomic_write_text
+
     out_dir = Path(out_dir) if out_dir is not None else RESULTS_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{rec['chapter']}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(rec, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(out_dir / f"{rec['chapter']}.json", json.dumps(rec, indent=1, sort_keys=True) + "\n")
 
 
 def load(chapter: str, results_dir: Path | None = None, *, profile: str = "full") -> dict | None:

@@ -48,10 +48,15 @@ def _check_fields(rec, required: dict, benchmark: str, what: str = "record") -> 
     return rec
 
 
+def _folder(results_dir) -> Path:
+    """The folder records are read from: ``results_dir``, else ``$XAIFOOL_BENCH_RESULTS``, else :data:`RESULTS_DIR`."""
+    return Path(results_dir or os.environ.get("XAIFOOL_BENCH_RESULTS") or RESULTS_DIR)
+
+
 def _load(pattern: str, check_one, results_dir) -> list[dict]:
     """Every record matching ``pattern`` in the results folder (``XAIFOOL_BENCH_RESULTS`` overrides it),
     validated by ``check_one``, CPU records first."""
-    folder = Path(results_dir or os.environ.get("XAIFOOL_BENCH_RESULTS") or RESULTS_DIR)
+    folder = _folder(results_dir)
     recs = [check_one(json.loads(p.read_text())) | {"file": p.name} for p in sorted(folder.glob(pattern))]
     return sorted(recs, key=lambda r: (r["device"] != "cpu", r["device"]))
 
@@ -81,7 +86,7 @@ def load(results_dir: Path | str | None = None) -> list[dict]:
 def load_tabular(results_dir: Path | str | None = None) -> dict | None:
     """The tabular benchmark's record (``tabular-cpu.json``: the book's run of Slack et al.'s
     configuration against Slack's own script), or None where none was recorded."""
-    folder = Path(results_dir or os.environ.get("XAIFOOL_BENCH_RESULTS") or RESULTS_DIR)
+    folder = _folder(results_dir)
     path = folder / "tabular-cpu.json"
     if not path.is_file():
         return None
@@ -262,10 +267,11 @@ def record_book_times(build_dir: Path | str | None, build: str, *, profile: str,
     keeping the other entry; written atomically. Only a build in which every page succeeded is
     recorded. Returns the record."""
     import platform
-    import tempfile
     from datetime import datetime, timezone
 
     import torch
+
+    from .cache import atomic_write_text
 
     if build not in BOOK_BUILDS:
         raise ValueError(f"build must be one of {BOOK_BUILDS}, got {build!r}")
@@ -275,7 +281,7 @@ def record_book_times(build_dir: Path | str | None, build: str, *, profile: str,
     failed = [r["page"] for r in rows if not r["succeeded"]]
     if failed:
         raise ValueError(f"build_dir holds a build in which {failed} failed; only a complete build is recorded")
-    path = Path(path) if path is not None else RESULTS_DIR / "book-times-cpu.json"
+    path = Path(path) if path is not None else _folder(None) / "book-times-cpu.json"
     rec = json.loads(path.read_text()) if path.is_file() else {"benchmark": "book-times", "builds": {}}
     rec.update(device="cpu", device_name=platform.processor() or platform.machine(), threads=torch.get_num_threads(),
                cpu_count=os.cpu_count(), torch=torch.__version__)
@@ -283,16 +289,13 @@ def record_book_times(build_dir: Path | str | None, build: str, *, profile: str,
         "profile": profile, "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": commit,
         "note": note, "pages": [{"page": r["page"], "seconds": round(r["seconds"], 1)} for r in rows],
         "total_s": round(sum(r["seconds"] for r in rows), 1)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as fh:
-        json.dump(rec, fh, indent=1)
-    os.replace(fh.name, path)
+    atomic_write_text(path, json.dumps(rec, indent=1))
     return rec
 
 
 def load_book_times(results_dir: Path | str | None = None) -> dict | None:
     """The book-times record (``book-times-cpu.json``), or None where none was recorded."""
-    folder = Path(results_dir or os.environ.get("XAIFOOL_BENCH_RESULTS") or RESULTS_DIR)
+    folder = _folder(results_dir)
     path = folder / "book-times-cpu.json"
     if not path.is_file():
         return None
