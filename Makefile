@@ -13,7 +13,7 @@ PIP_FLAGS ?=
 .PHONY: help install book test test-fast chapter notebooks bench clean clean-cache
 
 help:
-	@echo "make book      - install, execute every chapter (quick profile), build _build/html"
+	@echo "make book      - install, execute every chapter (quick profile, several at a time: WORKERS=n), build _build/html"
 	@echo "make test      - install and run the test suite"
 	@echo "make chapter NB=notebooks/01_interpreters.md [PROFILE=full] - re-execute one chapter"
 	@echo "make notebooks - write classic .ipynb copies of every chapter next to the .md files"
@@ -28,8 +28,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 book: $(STAMP)
-	XAIFOOL_PROFILE=$(PROFILE) $(VENV)/bin/jupyter-book build . --all --path-output . -W -n --keep-going
-	@XAIFOOL_PROFILE=$(PROFILE) $(PY) -m xaifool exec-times _build
+	XAIFOOL_PROFILE=$(PROFILE) $(PY) -m xaifool book $(if $(WORKERS),--workers $(WORKERS))
+	@XAIFOOL_PROFILE=$(PROFILE) $(PY) -m xaifool exec-times _build --cells 10
 	@echo "Open _build/html/index.html"
 
 test: $(STAMP)

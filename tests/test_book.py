@@ -1,4 +1,7 @@
-"""The whole book builds in the quick profile, executing every chapter; a failing cell fails it."""
+"""The whole book builds in the quick profile, executing every chapter; a failing cell fails it —
+both through ``python -m xaifool book`` (``make book``: pages executed in parallel, then rendered
+from their cache) and through plain ``jupyter-book build``."""
+import json
 import os
 import shutil
 import subprocess
@@ -8,8 +11,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from xaifool import bookrun
+
 ROOT = Path(__file__).resolve().parents[1]
 JB = Path(sys.executable).with_name("jupyter-book")
+
+
+ENV = {**os.environ, "XAIFOOL_PROFILE": "quick", "XAIFOOL_DEVICE": "cpu"}
+
+
+def _xaifool_book(out, root=ROOT):
+    return subprocess.run([sys.executable, "-m", "xaifool", "book", str(root), "--path-output", str(out)],
+                          capture_output=True, text=True, env=ENV, timeout=2400)
 
 
 def _build(tmp_path, config_changes=None, root=ROOT):
@@ -20,15 +33,19 @@ def _build(tmp_path, config_changes=None, root=ROOT):
         cfg[k] = v
     cfg_file = tmp_path / "_config.yml"
     cfg_file.write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "XAIFOOL_PROFILE": "quick", "XAIFOOL_DEVICE": "cpu"}
     return subprocess.run([str(JB), "build", str(root), "--path-output", str(tmp_path), "--config", str(cfg_file),
-                           "-W", "-n", "--keep-going"], capture_output=True, text=True, env=env, timeout=2400)
+                           "-W", "-n", "--keep-going"], capture_output=True, text=True, env=ENV, timeout=2400)
 
 
 @pytest.mark.slow
 def test_book_builds_and_executes_every_chapter(tmp_path, mirror_available):
-    res = _build(tmp_path)
+    res = _xaifool_book(tmp_path)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    # every notebook page was executed before rendering, and myst-nb used those outputs
+    plan = json.loads((tmp_path / "_build" / ".exec-plan.json").read_text())
+    assert not plan["failed"] and not plan["skipped"]
+    assert {p["page"] for p in plan["pages"]} == set(bookrun.pages())
+    assert "Executing notebook" not in res.stdout + res.stderr
     html = tmp_path / "_build" / "html"
     assert (html / "index.html").is_file()
     page = (html / "notebooks" / "01_interpreters.html").read_text()
@@ -40,8 +57,10 @@ def test_book_builds_and_executes_every_chapter(tmp_path, mirror_available):
 
 
 @pytest.mark.slow
-def test_failing_cell_fails_the_build(tmp_path):
-    """nb_execution_raise_on_error must turn a raising cell into a failed build (not a warning)."""
+@pytest.mark.parametrize("how", ["xaifool book", "jupyter-book"])
+def test_failing_cell_fails_the_build(tmp_path, how):
+    """A raising cell fails the build (not a warning): ``xaifool book`` stops before rendering, and
+    for plain jupyter-book nb_execution_raise_on_error turns it into a build error."""
     src = tmp_path / "src"
     (src / "notebooks").mkdir(parents=True)
     shutil.copy(ROOT / "_config.yml", src / "_config.yml")
@@ -52,6 +71,6 @@ def test_failing_cell_fails_the_build(tmp_path):
     (src / "notebooks" / "broken.md").write_text(
         f"---{head}---\n# Broken\n\n```{{code-cell}} ipython3\nraise RuntimeError('boom')\n```\n")
     (tmp_path / "out").mkdir()
-    res = _build(tmp_path / "out", root=src)
+    res = _xaifool_book(tmp_path / "out", root=src) if how == "xaifool book" else _build(tmp_path / "out", root=src)
     assert res.returncode != 0
     assert "boom" in res.stdout + res.stderr

@@ -1,4 +1,5 @@
 """Benchmark records: schema, the tables of the Performance page, and the page itself on fixtures."""
+import math
 import json
 import os
 
@@ -174,3 +175,53 @@ def test_book_times_record_keeps_cold_and_warm(tmp_path):
         perf.record_book_times(build(tmp_path / "f", [1.0], ok=False), "cold", profile="quick", path=out)
     assert json.loads(out.read_text())["builds"]["cold"]["total_s"] == 400.0   # the failed build wrote nothing
     assert perf.load_book_times(tmp_path) is None
+    # a build of `python -m xaifool book` ran pages side by side: its wall clock is recorded and tabulated
+    par = build(tmp_path / "p", [100.0, 300.0])
+    (par / ".exec-plan.json").write_text(json.dumps({"workers": 2, "threads": 1, "wall_s": 310.0, "pages": []}))
+    assert perf.book_plan(par)["wall_s"] == 310.0 and perf.book_plan(tmp_path / "c") is None
+    perf.record_book_times(par, "cold", profile="quick", path=out)
+    rec = perf.load_book_times(out.parent)
+    assert rec["builds"]["cold"]["wall_s"] == 310.0 and rec["builds"]["cold"]["workers"] == 2
+    t = perf.book_times_table(rec)
+    wall = t.loc["wall clock, 2 pages at a time"]
+    assert wall["cold (s)"] == 310.0 and math.isnan(wall["warm (s)"]) and t.loc["total", "cold (s)"] == 400.0
+    (par / ".exec-plan.json").write_text(json.dumps({"workers": "2", "threads": 1, "wall_s": 310.0, "pages": []}))
+    with pytest.raises(ValueError, match="workers must be int"):
+        perf.book_plan(par)
+
+
+def test_slowest_cells_reads_the_cell_times_of_the_executed_notebooks(tmp_path, capsys):
+    import json
+
+    from xaifool.__main__ import main
+
+    def cell(src, start, end):
+        meta = {"execution": {"iopub.execute_input": start, "shell.execute_reply": end}} if start else {}
+        return {"cell_type": "code", "source": src, "metadata": meta, "outputs": []}
+
+    folder = tmp_path / "jupyter_execute" / "notebooks"
+    folder.mkdir(parents=True)
+    nb = {"cells": [{"cell_type": "markdown", "source": "# A", "metadata": {}},
+                    cell("# comment\nslow()", "2026-11-28T08:00:00.000000Z", "2026-11-28T08:01:30.500000Z"),
+                    cell("fast()", "2026-11-28T08:01:31Z", "2026-11-28T08:01:33Z"),
+                    cell("untimed()", None, None)]}
+    (folder / "a.ipynb").write_text(json.dumps(nb))
+    rows = perf.slowest_cells(tmp_path, 5)
+    assert [(r["page"], r["cell"], r["source"]) for r in rows] == [("notebooks/a", 1, "slow()"),
+                                                                   ("notebooks/a", 2, "fast()")]
+    assert rows[0]["seconds"] == pytest.approx(90.5) and rows[1]["seconds"] == pytest.approx(2.0)
+    assert len(perf.slowest_cells(tmp_path, 1)) == 1
+    with pytest.raises(ValueError, match="^n must be"):
+        perf.slowest_cells(tmp_path, 0)
+    with pytest.raises(ValueError, match="jupyter_execute"):
+        perf.slowest_cells(tmp_path / "nothing")
+    # the command prints them after the page table
+    import pickle
+    from types import SimpleNamespace
+    (tmp_path / ".doctrees").mkdir()
+    with open(tmp_path / ".doctrees" / "environment.pickle", "wb") as fh:
+        pickle.dump(SimpleNamespace(nb_metadata={"notebooks/a": {"exec_data": {"runtime": 93.0, "succeeded": True}}}),
+                    fh)
+    assert main(["exec-times", str(tmp_path), "--cells", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "slowest cells" in out and "notebooks/a, cell 1: slow()" in out and "fast()" not in out

@@ -1,5 +1,7 @@
-"""Command line: ``python -m xaifool {fetch,run,bench,full-results,info}``.
+"""Command line: ``python -m xaifool {book,fetch,run,bench,full-results,exec-times,info}``.
 
+book            build the book: execute its pages several at a time, then render them with
+                jupyter-book (``make book``)
 fetch           verify (and download where needed) every data file the book uses
 run NOTEBOOK    execute one chapter (jupytext MyST markdown) and save the executed .ipynb
 bench           run the benchmarks in benchmarks/ and write JSON under benchmarks/results/
@@ -88,10 +90,11 @@ def _full_results(args) -> int:
 
 
 def _exec_times(args) -> int:
-    from .performance import book_times
+    from .performance import book_plan, book_times
 
     try:
         rows = book_times(args.build_dir)
+        plan = book_plan(args.build_dir)
     except ValueError as err:
         print(err, file=sys.stderr)
         return 1
@@ -100,6 +103,21 @@ def _exec_times(args) -> int:
     for r in rows:
         print(f"{r['page']:{width}s}  {r['seconds']:7.1f}  {'yes' if r['succeeded'] else 'FAILED'}")
     print(f"{'total':{width}s}  {sum(r['seconds'] for r in rows):7.1f}  ({describe()})")
+    if plan is not None:
+        print(f"{'wall clock':{width}s}  {plan['wall_s']:7.1f}  ({plan['workers']} pages at a time, "
+              f"{plan['threads']} thread(s) each)")
+    if args.cells:
+        from .performance import slowest_cells
+
+        try:
+            cells = slowest_cells(args.build_dir, args.cells)
+        except ValueError as err:
+            print(err, file=sys.stderr)
+            return 1
+        if cells:
+            print(f"\nslowest cells:\n{'seconds':>8s}  page, cell: first line")
+            for c in cells:
+                print(f"{c['seconds']:8.1f}  {c['page']}, cell {c['cell']}: {c['source'][:70]}")
     if args.record:
         import subprocess
 
@@ -118,6 +136,16 @@ def _exec_times(args) -> int:
     return 0
 
 
+def _book(args) -> int:
+    from .bookrun import build
+
+    try:
+        return build(args.root or REPO_ROOT, args.path_output, workers=args.workers, timeout=args.timeout)
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        return 2
+
+
 def _info(args) -> int:
     cfg = get_config()
     print(describe())
@@ -131,6 +159,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m xaifool", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
+    k = sub.add_parser("book", help="build the book (pages executed in parallel, then rendered)")
+    k.add_argument("root", nargs="?", help="the book's folder (default: this repository)")
+    k.add_argument("--path-output", help="where _build/ goes (default: the book's folder)")
+    k.add_argument("--workers", type=int, help="pages executed at a time (default: 1 on a GPU, else min(4, cores))")
+    k.add_argument("--timeout", type=int, help="per-cell timeout in seconds (default: _config.yml's)")
+    k.set_defaults(fn=_book)
     sub.add_parser("fetch", help="verify / download every data file").set_defaults(fn=_fetch)
     r = sub.add_parser("run", help="execute one chapter")
     r.add_argument("notebook")
@@ -150,6 +184,8 @@ def main(argv=None) -> int:
     t.add_argument("--record", choices=("cold", "warm"),
                    help="store the times as this build in benchmarks/results/book-times-cpu.json")
     t.add_argument("--note", help="a note stored with the record (e.g. how the build was run)")
+    t.add_argument("--cells", type=int, default=0, metavar="N",
+                   help="also list the N slowest code cells (builds of `python -m xaifool book`)")
     t.set_defaults(fn=_exec_times)
     sub.add_parser("info", help="profile, device, directories").set_defaults(fn=_info)
     args = parser.parse_args(argv)

@@ -11,6 +11,8 @@ Performance page: validation of a record, and the tables and curves the page sho
 ``scaling(records)``        throughput (and memory) against the batch size
 ``growth(records)``         throughput, FLOPs and memory against image size and depth
 ``book_times(build_dir)``   seconds each page took to execute in the last book build
+``book_plan(build_dir)``    how many pages ran at a time in that build, and its wall-clock seconds
+``slowest_cells(build_dir)`` the cells that took longest in that build (where to look for speed)
 ``record_book_times(…)``    store them as the ``cold`` or ``warm`` build of ``book-times-<device>.json``
 ``book_times_table(rec)``   seconds per page, cold and warm, from that record
 """
@@ -23,7 +25,7 @@ from pathlib import Path
 from .config import REPO_ROOT
 
 __all__ = ["RESULTS_DIR", "load", "load_tabular", "check", "machines", "throughput", "hardware", "variants", "scaling", "growth",
-           "check_sanity", "load_sanity", "sanity", "book_times", "BOOK_BUILDS", "record_book_times", "load_book_times",
+           "check_sanity", "load_sanity", "sanity", "book_times", "book_plan", "slowest_cells", "BOOK_BUILDS", "record_book_times", "load_book_times",
            "book_times_table"]
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
@@ -255,6 +257,52 @@ def book_times(build_dir: Path | str | None = None) -> list[dict]:
     return rows
 
 
+def book_plan(build_dir: Path | str | None = None) -> dict | None:
+    """How ``python -m xaifool book`` executed the pages of the build in ``build_dir``: ``workers``,
+    ``threads`` per page and ``wall_s``, the wall-clock seconds of executing them all (with several
+    pages at a time this, not the sum of the page times, is what the build took). None for a build
+    made by plain ``jupyter-book build``, which executes one page after the other."""
+    build = Path(build_dir) if build_dir is not None else REPO_ROOT / "_build"
+    path = build / ".exec-plan.json"
+    if not path.is_file():
+        return None
+    plan = json.loads(path.read_text())
+    _check_fields({"benchmark": "plan", **plan}, {"workers": int, "threads": int, "wall_s": (int, float), "pages": list},
+                  "plan", f"{path}")
+    return plan
+
+
+def slowest_cells(build_dir: Path | str | None = None, n: int = 10) -> list[dict]:
+    """The ``n`` code cells that took longest in the build in ``build_dir``, slowest first: ``page``,
+    ``cell`` (its index among the page's cells), ``seconds`` and ``source`` (its first line that is
+    not a comment). Read from the executed notebooks under ``jupyter_execute/``, which carry each
+    cell's start and end when ``python -m xaifool book`` executed them; a build of plain
+    ``jupyter-book build`` has no such times (empty list)."""
+    from datetime import datetime
+
+    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    build = Path(build_dir) if build_dir is not None else REPO_ROOT / "_build"
+    folder = build / "jupyter_execute"
+    if not folder.is_dir():
+        raise ValueError(f"build_dir {str(build)!r} holds no executed notebooks (jupyter_execute/ not found)")
+    rows = []
+    for path in sorted(folder.rglob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        for i, cell in enumerate(nb.get("cells", [])):
+            ex = cell.get("metadata", {}).get("execution", {})
+            start, end = ex.get("iopub.execute_input"), ex.get("shell.execute_reply")
+            if cell.get("cell_type") != "code" or not (start and end):
+                continue
+            seconds = (datetime.fromisoformat(end.replace("Z", "+00:00"))
+                       - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+            src = "".join(cell.get("source", ""))
+            lines = [line for line in src.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+            rows.append({"page": path.relative_to(folder).with_suffix("").as_posix(), "cell": i,
+                         "seconds": seconds, "source": lines[0] if lines else ""})
+    return sorted(rows, key=lambda r: -r["seconds"])[:n]
+
+
 #: The two builds the book-times record keeps: ``cold`` (empty artefact cache: every attack run and
 #: every model trained, as on a fresh clone or in CI) and ``warm`` (the cache of an earlier build).
 BOOK_BUILDS = ("cold", "warm")
@@ -289,6 +337,9 @@ def record_book_times(build_dir: Path | str | None, build: str, *, profile: str,
         "profile": profile, "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": commit,
         "note": note, "pages": [{"page": r["page"], "seconds": round(r["seconds"], 1)} for r in rows],
         "total_s": round(sum(r["seconds"] for r in rows), 1)}
+    plan = book_plan(build_dir)
+    if plan is not None:
+        rec["builds"][build].update(wall_s=plan["wall_s"], workers=plan["workers"], threads_per_page=plan["threads"])
     atomic_write_text(path, json.dumps(rec, indent=1))
     return rec
 
@@ -313,7 +364,8 @@ _BUILD_REQUIRED = {"profile": str, "time": str, "commit": str, "pages": list, "t
 
 
 def book_times_table(rec: dict):
-    """Seconds per page (rows, in execution order) for each recorded build (columns), with a total row."""
+    """Seconds per page (rows, in execution order) for each recorded build (columns), with a total row
+    and, for builds that executed several pages at a time, a row with the wall-clock seconds."""
     import pandas as pd
 
     cols = {name: {p["page"]: p["seconds"] for p in b["pages"]} for name, b in rec["builds"].items()}
@@ -321,4 +373,9 @@ def book_times_table(rec: dict):
     frame = pd.DataFrame({f"{name} (s)": [c.get(p, float("nan")) for p in order] for name, c in cols.items()},
                          index=pd.Index(order, name="page"))
     frame.loc["total"] = frame.sum()
+    walls = {f"{name} (s)": b.get("wall_s") for name, b in rec["builds"].items()}
+    if any(w is not None for w in walls.values()):
+        label = "wall clock, " + ", ".join(sorted({f"{b['workers']} pages at a time" for b in rec["builds"].values()
+                                                    if b.get("wall_s") is not None}))
+        frame.loc[label] = [walls[c] if walls[c] is not None else float("nan") for c in frame.columns]
     return frame
