@@ -56,20 +56,49 @@ def test_book_builds_and_executes_every_chapter(tmp_path, mirror_available):
     assert "Ghorbani" in bib and "Dombrowski" in bib
 
 
+def _tiny_book(src, cells):
+    """A book of one notebook page per entry of ``cells`` (its code), with the repository's config."""
+    (src / "notebooks").mkdir(parents=True)
+    shutil.copy(ROOT / "_config.yml", src / "_config.yml")
+    (src / "book").mkdir()
+    shutil.copy(ROOT / "book" / "references.bib", src / "book" / "references.bib")
+    head = (ROOT / "notebooks" / "01_interpreters.md").read_text().split("---", 2)[1]
+    names = [f"p{i}" for i in range(len(cells))]
+    for name, code in zip(names, cells):
+        (src / "notebooks" / f"{name}.md").write_text(
+            f"---{head}---\n# Page {name}\n\n```{{code-cell}} ipython3\n:tags: [hide-input]\n{code}\n```\n")
+    toc = f"format: jb-book\nroot: notebooks/{names[0]}\n"
+    if names[1:]:
+        toc += "chapters:\n" + "".join(f"  - file: notebooks/{n}\n" for n in names[1:])
+    (src / "_toc.yml").write_text(toc)
+
+
+@pytest.mark.slow
+def test_xaifool_book_renders_the_pages_it_executed(tmp_path):
+    """Pages executed side by side are rendered from their cache, not executed again by myst-nb
+    (jupyter-cache matches a notebook by its cells, metadata included), with their cell times kept."""
+    code = "import os, time\ntime.sleep(1)\nprint('threads', os.environ.get('OMP_NUM_THREADS'), 'page', {i})"
+    _tiny_book(tmp_path / "src", [code.format(i=i) for i in range(3)])
+    res = _xaifool_book(tmp_path / "out", root=tmp_path / "src")
+    log = res.stdout + res.stderr
+    assert res.returncode == 0, log[-4000:]
+    assert log.count("Using cached notebook") == 3 and "Executing notebook" not in log
+    plan = json.loads((tmp_path / "out" / "_build" / ".exec-plan.json").read_text())
+    threads = plan["threads"]
+    for i in range(3):
+        html = (tmp_path / "out" / "_build" / "html" / "notebooks" / f"p{i}.html").read_text()
+        assert f"threads {threads} page {i}" in html
+    cells = {p["page"]: p["cells"] for p in plan["pages"]}
+    assert all(len(c) == 1 and c[0]["seconds"] >= 1.0 and c[0]["source"].startswith("import os") for c in cells.values())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["xaifool book", "jupyter-book"])
 def test_failing_cell_fails_the_build(tmp_path, how):
     """A raising cell fails the build (not a warning): ``xaifool book`` stops before rendering, and
     for plain jupyter-book nb_execution_raise_on_error turns it into a build error."""
     src = tmp_path / "src"
-    (src / "notebooks").mkdir(parents=True)
-    shutil.copy(ROOT / "_config.yml", src / "_config.yml")
-    (src / "book").mkdir()
-    shutil.copy(ROOT / "book" / "references.bib", src / "book" / "references.bib")
-    (src / "_toc.yml").write_text("format: jb-book\nroot: notebooks/broken\n")
-    head = (ROOT / "notebooks" / "01_interpreters.md").read_text().split("---", 2)[1]
-    (src / "notebooks" / "broken.md").write_text(
-        f"---{head}---\n# Broken\n\n```{{code-cell}} ipython3\nraise RuntimeError('boom')\n```\n")
+    _tiny_book(src, ["raise RuntimeError('boom')"])
     (tmp_path / "out").mkdir()
     res = _xaifool_book(tmp_path / "out", root=src) if how == "xaifool book" else _build(tmp_path / "out", root=src)
     assert res.returncode != 0

@@ -190,34 +190,28 @@ def test_book_times_record_keeps_cold_and_warm(tmp_path):
         perf.book_plan(par)
 
 
-def test_slowest_cells_reads_the_cell_times_of_the_executed_notebooks(tmp_path, capsys):
+def test_slowest_cells_reads_the_cell_times_of_the_execution_summary(tmp_path, capsys):
     import json
+    import pickle
+    from types import SimpleNamespace
 
     from xaifool.__main__ import main
 
-    def cell(src, start, end):
-        meta = {"execution": {"iopub.execute_input": start, "shell.execute_reply": end}} if start else {}
-        return {"cell_type": "code", "source": src, "metadata": meta, "outputs": []}
-
-    folder = tmp_path / "jupyter_execute" / "notebooks"
-    folder.mkdir(parents=True)
-    nb = {"cells": [{"cell_type": "markdown", "source": "# A", "metadata": {}},
-                    cell("# comment\nslow()", "2026-11-28T08:00:00.000000Z", "2026-11-28T08:01:30.500000Z"),
-                    cell("fast()", "2026-11-28T08:01:31Z", "2026-11-28T08:01:33Z"),
-                    cell("untimed()", None, None)]}
-    (folder / "a.ipynb").write_text(json.dumps(nb))
+    cells_a = [{"cell": 1, "seconds": 90.5, "source": "slow()"}, {"cell": 2, "seconds": 2.0, "source": "fast()"}]
+    plan = {"workers": 2, "threads": 1, "wall_s": 95.0,
+            "pages": [{"page": "notebooks/a", "start": 0, "end": 93, "seconds": 93.0, "cells": cells_a},
+                      {"page": "notebooks/b", "start": 0, "end": 9, "seconds": 9.0,
+                       "cells": [{"cell": 0, "seconds": 8.0, "source": "medium()"}]}]}
+    (tmp_path / ".exec-plan.json").write_text(json.dumps(plan))
     rows = perf.slowest_cells(tmp_path, 5)
-    assert [(r["page"], r["cell"], r["source"]) for r in rows] == [("notebooks/a", 1, "slow()"),
-                                                                   ("notebooks/a", 2, "fast()")]
-    assert rows[0]["seconds"] == pytest.approx(90.5) and rows[1]["seconds"] == pytest.approx(2.0)
+    assert [(r["page"], r["cell"], r["seconds"]) for r in rows] == [("notebooks/a", 1, 90.5), ("notebooks/b", 0, 8.0),
+                                                                    ("notebooks/a", 2, 2.0)]
     assert len(perf.slowest_cells(tmp_path, 1)) == 1
     with pytest.raises(ValueError, match="^n must be"):
         perf.slowest_cells(tmp_path, 0)
-    with pytest.raises(ValueError, match="jupyter_execute"):
+    with pytest.raises(ValueError, match="exec-plan"):
         perf.slowest_cells(tmp_path / "nothing")
     # the command prints them after the page table
-    import pickle
-    from types import SimpleNamespace
     (tmp_path / ".doctrees").mkdir()
     with open(tmp_path / ".doctrees" / "environment.pickle", "wb") as fh:
         pickle.dump(SimpleNamespace(nb_metadata={"notebooks/a": {"exec_data": {"runtime": 93.0, "succeeded": True}}}),

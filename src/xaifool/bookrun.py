@@ -155,28 +155,48 @@ def estimated_costs(docs, results_dir: Path | str | None = None) -> dict[str, fl
     return {d: seen.get(d, 1.0) for d in docs}
 
 
-def _read(path: Path):
-    """The notebook exactly as myst-nb reads the page inside Sphinx (same cells, same hash)."""
+def _read(path: Path, root: Path):
+    """The notebook as myst-nb reads the page inside Sphinx (same cells, so the same cache hash; a
+    page that did not match would simply be executed again by myst-nb)."""
     import yaml
     from myst_nb.core.read import read_myst_markdown_notebook
     from myst_parser.config.main import MdParserConfig
 
-    cfg = yaml.safe_load((path.parents[1] / "_config.yml").read_text()) if (path.parents[1] / "_config.yml").is_file() \
-        else {}
+    cfg = yaml.safe_load((root / "_config.yml").read_text()) if (root / "_config.yml").is_file() else {}
     ext = (cfg.get("parse") or {}).get("myst_enable_extensions") or []
     return read_myst_markdown_notebook(path.read_text("utf8"), MdParserConfig(enable_extensions=set(ext)),
                                        add_source_map=True, path=str(path))
 
 
-def _execute_one(path: str, timeout: int):
-    """Worker: execute one page in its own folder; (notebook, seconds, traceback or None)."""
+def _cell_times(nb) -> list[dict]:
+    """Seconds of each executed code cell, taken out of the cells' metadata (where nbclient records
+    them) so that the notebook keeps the hash jupyter-cache matches it by (all cell metadata)."""
+    from datetime import datetime
+
+    def stamp(s):
+        return datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+    out = []
+    for i, cell in enumerate(nb.cells):
+        ex = cell.get("metadata", {}).pop("execution", None) or {}
+        start, end = ex.get("iopub.execute_input"), ex.get("shell.execute_reply")
+        if cell.get("cell_type") == "code" and start and end:
+            lines = [ln for ln in "".join(cell.get("source", "")).splitlines()
+                     if ln.strip() and not ln.lstrip().startswith(("#", ":"))]
+            out.append({"cell": i, "seconds": round((stamp(end) - stamp(start)).total_seconds(), 2),
+                        "source": lines[0][:100] if lines else ""})
+    return out
+
+
+def _execute_one(path: str, root: str, timeout: int):
+    """Worker: execute one page in its own folder; (notebook, seconds, traceback or None, cell times)."""
     from jupyter_cache.executors.utils import single_nb_execution
 
     p = Path(path)
-    nb = _read(p)
+    nb = _read(p, Path(root))
     res = single_nb_execution(nb, cwd=str(p.parent), timeout=timeout, allow_errors=False, meta_override=True,
-                              record_timing=True)   # per-cell times: `python -m xaifool exec-times --cells`
-    return res.nb, res.time, res.exc_string
+                              record_timing=True)
+    return res.nb, res.time, res.exc_string, _cell_times(res.nb)
 
 
 def execute(root: Path | str, cache_dir: Path | str, *, workers: int, threads: int, timeout: int = 900,
@@ -185,11 +205,7 @@ def execute(root: Path | str, cache_dir: Path | str, *, workers: int, threads: i
     fresh jupyter-cache at ``cache_dir``. Returns the plan record (workers, threads, wall seconds,
     start/end/seconds per page, failed pages with their tracebacks). A failing page stops new
     pages from starting."""
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
     from jupyter_cache import get_cache
-    from jupyter_cache.base import CacheBundleIn
 
     for name, v in (("workers", workers), ("threads", threads), ("timeout", timeout)):
         if not (isinstance(v, int) and v >= 1):
@@ -201,8 +217,24 @@ def execute(root: Path | str, cache_dir: Path | str, *, workers: int, threads: i
     shutil.rmtree(cache_dir, ignore_errors=True)      # never reuse outputs of an earlier build
     cache = get_cache(str(cache_dir))
     # kernels inherit the environment of the worker processes: threads per page
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
+    saved = {var: os.environ.get(var) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update({var: str(threads) for var in saved})
+    try:
+        return _run_pages(root, docs, costs, cache, workers, threads, timeout, log)
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
+def _run_pages(root, docs, costs, cache, workers, threads, timeout, log) -> dict:
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from jupyter_cache.base import CacheBundleIn
+
     rec = {"workers": workers, "threads": threads, "pages": [], "failed": {}}
     pending, finished, running = set(docs), set(), {}
     t0 = time.perf_counter()
@@ -212,7 +244,8 @@ def execute(root: Path | str, cache_dir: Path | str, *, workers: int, threads: i
                     (d := next_ready(pending, finished, docs, costs)):
                 pending.discard(d)
                 log(f"[book] start {d}")
-                running[pool.submit(_execute_one, str(root / f"{d}.md"), timeout)] = (d, time.perf_counter() - t0)
+                fut = pool.submit(_execute_one, str(root / f"{d}.md"), str(root), timeout)
+                running[fut] = (d, time.perf_counter() - t0)
             if not running:
                 break
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
@@ -220,12 +253,12 @@ def execute(root: Path | str, cache_dir: Path | str, *, workers: int, threads: i
                 d, start = running.pop(fut)
                 end = time.perf_counter() - t0
                 try:
-                    nb, seconds, err = fut.result()
+                    nb, seconds, err, cells = fut.result()
                 except Exception as exc:  # the worker itself failed (kernel did not start, …)
-                    nb, seconds, err = None, end - start, f"{type(exc).__name__}: {exc}"
+                    nb, seconds, err, cells = None, end - start, f"{type(exc).__name__}: {exc}", []
                 finished.add(d)
                 rec["pages"].append({"page": d, "start": round(start, 1), "end": round(end, 1),
-                                     "seconds": round(seconds, 1)})
+                                     "seconds": round(seconds, 1), "cells": cells})
                 if err:
                     rec["failed"][d] = err
                     log(f"[book] FAILED {d} after {seconds:.0f} s\n{err}")

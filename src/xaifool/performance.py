@@ -25,8 +25,8 @@ from pathlib import Path
 from .config import REPO_ROOT
 
 __all__ = ["RESULTS_DIR", "load", "load_tabular", "check", "machines", "throughput", "hardware", "variants", "scaling", "growth",
-           "check_sanity", "load_sanity", "sanity", "book_times", "book_plan", "slowest_cells", "BOOK_BUILDS", "record_book_times", "load_book_times",
-           "book_times_table"]
+           "check_sanity", "load_sanity", "sanity", "book_times", "book_plan", "slowest_cells", "BOOK_BUILDS",
+           "record_book_times", "load_book_times", "book_times_table"]
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 _REQUIRED = {"benchmark": str, "device": str, "device_name": str, "threads": int, "torch": str, "time": str,
@@ -267,39 +267,23 @@ def book_plan(build_dir: Path | str | None = None) -> dict | None:
     if not path.is_file():
         return None
     plan = json.loads(path.read_text())
-    _check_fields({"benchmark": "plan", **plan}, {"workers": int, "threads": int, "wall_s": (int, float), "pages": list},
-                  "plan", f"{path}")
+    _check_fields({"benchmark": "plan", **plan},
+                  {"workers": int, "threads": int, "wall_s": (int, float), "pages": list}, "plan", f"{path}")
     return plan
 
 
 def slowest_cells(build_dir: Path | str | None = None, n: int = 10) -> list[dict]:
     """The ``n`` code cells that took longest in the build in ``build_dir``, slowest first: ``page``,
     ``cell`` (its index among the page's cells), ``seconds`` and ``source`` (its first line that is
-    not a comment). Read from the executed notebooks under ``jupyter_execute/``, which carry each
-    cell's start and end when ``python -m xaifool book`` executed them; a build of plain
-    ``jupyter-book build`` has no such times (empty list)."""
-    from datetime import datetime
-
+    neither a comment nor a cell option). Read from the execution summary of ``python -m xaifool
+    book`` (:func:`book_plan`); a build of plain ``jupyter-book build`` has none (``ValueError``)."""
     if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
         raise ValueError(f"n must be a positive int, got {n!r}")
-    build = Path(build_dir) if build_dir is not None else REPO_ROOT / "_build"
-    folder = build / "jupyter_execute"
-    if not folder.is_dir():
-        raise ValueError(f"build_dir {str(build)!r} holds no executed notebooks (jupyter_execute/ not found)")
-    rows = []
-    for path in sorted(folder.rglob("*.ipynb")):
-        nb = json.loads(path.read_text())
-        for i, cell in enumerate(nb.get("cells", [])):
-            ex = cell.get("metadata", {}).get("execution", {})
-            start, end = ex.get("iopub.execute_input"), ex.get("shell.execute_reply")
-            if cell.get("cell_type") != "code" or not (start and end):
-                continue
-            seconds = (datetime.fromisoformat(end.replace("Z", "+00:00"))
-                       - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
-            src = "".join(cell.get("source", ""))
-            lines = [line for line in src.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-            rows.append({"page": path.relative_to(folder).with_suffix("").as_posix(), "cell": i,
-                         "seconds": seconds, "source": lines[0] if lines else ""})
+    plan = book_plan(build_dir)
+    if plan is None:
+        raise ValueError(f"build_dir {str(build_dir)!r} holds no execution summary (.exec-plan.json); "
+                         "cell times come from builds of `python -m xaifool book` (make book)")
+    rows = [{"page": p["page"], **c} for p in plan["pages"] for c in p.get("cells", [])]
     return sorted(rows, key=lambda r: -r["seconds"])[:n]
 
 
