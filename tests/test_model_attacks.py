@@ -381,3 +381,22 @@ def test_finetuning_a_depthwise_network_returns_convolutions_and_matches_them(me
     for (name, a), b in zip(fast.state_dict().items(), plain.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-5), name
     assert not torch.equal(fast.net[2].weight, model.net[2].weight)   # it did train
+
+
+@pytest.mark.parametrize("attack", HM.ATTACKS)
+@pytest.mark.parametrize("method", ["gradcam", "gradient", "smoothgrad"])
+def test_unmodified_equals_evaluating_the_original_on_both_sides(attack, method):
+    """run_grid takes the unmodified model's scores from the original side of the evaluation
+    instead of explaining the images twice more: the numbers must be those of evaluate(base, base)."""
+    base, other = tiny_model(0), tiny_model(1)
+    x, y = tiny_data(24, 12)
+    kw = {"classes": (0, 1)} if attack == "swap" else {}
+    opts = {"n_samples": 3} if method == "smoothgrad" else None
+    r = HM.evaluate(base, other, x, y, attack, method, options=opts, **kw)
+    got, want = HM.unmodified(r), HM.evaluate(base, base, x, y, attack, method, options=opts, **kw)
+    for name in ("x", "label", "heatmap", "heatmap_adv", "logits", "logits_adv", "score", "success"):
+        assert torch.equal(getattr(got, name), getattr(want, name)), name
+    assert got.accuracy == want.accuracy and got.accuracy_adv == want.accuracy_adv
+    assert not torch.equal(r.heatmap_adv, got.heatmap_adv)     # the manipulated side really was replaced
+    with pytest.raises(ValueError, match="^result must be"):
+        HM.unmodified(r.heatmap)
