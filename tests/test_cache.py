@@ -166,3 +166,30 @@ def test_unknown_dependency_raises_and_lists_the_modules(tmp_path):
     with pytest.raises(ValueError, match="^depends"):
         cache_key("a", {}, 3)
     assert not any(tmp_path.rglob("*"))
+
+
+def test_module_digest_follows_what_the_network_computes_with():
+    import copy
+
+    import torch.nn as nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU()).eval()
+    d = C.module_digest(net)
+    assert C.module_digest(copy.deepcopy(net)) == d           # content, not identity
+    changed = {}
+    for what, edit in {
+        "one weight": lambda m: m[0].weight.data[0, 0].add_(1e-6),
+        "a buffer": lambda m: m[1].running_var.data.mul_(2),
+        "a counter": lambda m: m[1].num_batches_tracked.add_(1),
+        "train mode": lambda m: m[2].train(),
+        "a module class": lambda m: m.__setitem__(2, nn.GELU()),
+        "a dtype": lambda m: m.double(),
+    }.items():
+        other = copy.deepcopy(net)
+        edit(other)
+        changed[what] = C.module_digest(other) != d
+    assert all(changed.values()), changed
+    assert C.module_digest(net) == d                          # reading it changes nothing
+    with pytest.raises(ValueError, match="^module must be"):
+        C.module_digest({"weight": torch.zeros(1)})

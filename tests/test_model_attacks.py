@@ -393,6 +393,7 @@ def test_unmodified_equals_evaluating_the_original_on_both_sides(attack, method)
     kw = {"classes": (0, 1)} if attack == "swap" else {}
     opts = {"n_samples": 3} if method == "smoothgrad" else None
     r = HM.evaluate(base, other, x, y, attack, method, options=opts, **kw)
+    HM.clear_memo()   # the comparison is with maps computed afresh, not remembered
     got, want = HM.unmodified(r), HM.evaluate(base, base, x, y, attack, method, options=opts, **kw)
     for name in ("x", "label", "heatmap", "heatmap_adv", "logits", "logits_adv", "score", "success"):
         assert torch.equal(getattr(got, name), getattr(want, name)), name
@@ -400,3 +401,82 @@ def test_unmodified_equals_evaluating_the_original_on_both_sides(attack, method)
     assert not torch.equal(r.heatmap_adv, got.heatmap_adv)     # the manipulated side really was replaced
     with pytest.raises(ValueError, match="^result must be"):
         HM.unmodified(r.heatmap)
+
+
+def _counting_heatmap(monkeypatch):
+    """Count the images explained by xaifool.explain.heatmap, per network."""
+    from xaifool import explain as E
+
+    counts, original = {}, E.heatmap
+
+    def counted(model, x, *args, **kwargs):
+        counts[id(model)] = counts.get(id(model), 0) + x.shape[0]
+        return original(model, x, *args, **kwargs)
+
+    monkeypatch.setattr(E, "heatmap", counted)
+    return counts
+
+
+@pytest.mark.parametrize("method, opts", [("gradcam", None), ("smoothgrad", {"n_samples": 3})])
+def test_original_maps_are_computed_once_per_content(monkeypatch, method, opts):
+    """evaluate/transfer explain the original model once for all manipulated models (the memo),
+    and the remembered maps are bitwise those computed afresh."""
+    HM.clear_memo()
+    counts = _counting_heatmap(monkeypatch)
+    base, m1, m2 = tiny_model(0), tiny_model(1), tiny_model(2)
+    x, y = tiny_data(24, 12)
+    r1 = HM.evaluate(base, m1, x, y, "topk", method, options=opts, batch_size=10)
+    r2 = HM.evaluate(base, m2, x, y, "topk", method, options=opts, batch_size=10)
+    assert counts == {id(base): 24, id(m1): 24, id(m2): 24}     # the base explained once, not twice
+    HM.clear_memo()
+    fresh = HM.evaluate(base, m2, x, y, "topk", method, options=opts, batch_size=10)
+    for r in (r1, r2):
+        assert torch.equal(r.heatmap, fresh.heatmap)
+    assert torch.equal(r2.heatmap_adv, fresh.heatmap_adv) and torch.equal(r2.score, fresh.score)
+    r2.heatmap.zero_()                                          # results do not alias the memo
+    assert torch.equal(HM.evaluate(base, m1, x, y, "topk", method, options=opts, batch_size=10).heatmap,
+                       fresh.heatmap)
+
+
+def test_memo_misses_whenever_the_maps_would_differ(monkeypatch):
+    """A changed weight, buffer, mode, image, class, option, chunk size or seed is explained again."""
+    HM.clear_memo()
+    counts = _counting_heatmap(monkeypatch)
+    net = tiny_model(0)
+    x, y = tiny_data(8, 12)
+    t = torch.zeros(8, dtype=torch.long)
+
+    def maps(model=net, x=x, t=t, opts=None, bs=8):
+        before = counts.get(id(model), 0)
+        h = HM._heatmaps(model, x, t, "smoothgrad", batch_size=bs, options=opts or {"n_samples": 2})
+        return h, counts.get(id(model), 0) - before
+
+    h0, n = maps()
+    assert n == 8 and maps()[1] == 0                            # the same content: remembered
+    changes = {
+        "image": lambda: maps(x=x.flip(-1)), "class": lambda: maps(t=t + 1),
+        "option": lambda: maps(opts={"n_samples": 3}), "chunk size": lambda: maps(bs=4),
+    }
+    for what, call in changes.items():
+        assert call()[1] == 8, what
+    with torch.no_grad():
+        net.net[0].weight[0, 0, 0, 0] += 0.5
+    h1, n = maps()
+    assert n == 8 and not torch.equal(h0, h1)
+    with torch.no_grad():
+        net.net[1].running_mean += 0.3                          # a buffer only
+    assert maps()[1] == 8
+    net.net[2].train()                                          # a mode flag only (BatchNorm would update its statistics)
+    assert maps()[1] == 8
+    net.eval()
+    assert maps()[1] == 0
+    from dataclasses import replace
+
+    cfg = config.get_config()
+    other_seed = replace(cfg, profile=replace(cfg.profile, seed=cfg.seed + 1))
+    monkeypatch.setattr(HM, "get_config", lambda: other_seed)
+    assert maps()[1] == 8
+    monkeypatch.setattr(HM, "MEMO_BYTES", 3 * 8 * 12 * 12 * 4)  # room for three sets of maps
+    for s in range(5):
+        maps(x=x + s / 100)
+    assert len(HM._MEMO) == 3

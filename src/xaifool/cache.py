@@ -36,7 +36,8 @@ from . import __version__
 from .config import get_config
 
 __all__ = ["PRESENTATION_MODULES", "package_modules", "default_depends", "dependency_closure", "code_fingerprint",
-           "clear_fingerprints", "cache_key", "cache_path", "cached", "atomic_save", "atomic_write_text"]
+           "clear_fingerprints", "cache_key", "cache_path", "cached", "atomic_save", "atomic_write_text",
+           "module_digest"]
 
 
 def _jsonable(obj: Any) -> Any:
@@ -54,6 +55,22 @@ def _jsonable(obj: Any) -> Any:
         return str(obj)
     raise ValueError(f"settings contain a value of type {type(obj).__name__}; accepted: "
                      "str, int, float, bool, None, list, tuple, dict, Path, torch.Tensor")
+
+
+def module_digest(module: torch.nn.Module) -> str:
+    """sha256 of what a network computes with: every parameter and buffer (name, dtype, shape and
+    values), the class of every submodule and whether it is in training mode. Two networks with
+    equal digests give the same outputs on the same device; changing one weight changes it."""
+    if not isinstance(module, torch.nn.Module):
+        raise ValueError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    h = hashlib.sha256()
+    for name, sub in module.named_modules():
+        h.update(f"{name}:{type(sub).__qualname__}:{sub.training};".encode())
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 #: Modules that only draw or print: no cached value is computed by them, so the automatic

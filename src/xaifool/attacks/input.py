@@ -54,7 +54,6 @@ chunks of ``batch_size`` images), never a Python loop over images.
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
 import math
 import time
@@ -67,7 +66,7 @@ from tqdm import tqdm
 
 from .. import explain as E
 from .. import metrics as M
-from ..cache import cached
+from ..cache import cached, module_digest
 from ..config import get_config
 from ..models import set_beta, smooth
 from .objectives import OBJECTIVES, default_k
@@ -585,11 +584,7 @@ def cached_attack(model_key: str, model: nn.Module, x: torch.Tensor, attack: str
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
         raise ValueError(f"option(s) {unknown} are not accepted by the {attack!r} attack; accepted: {sorted(accepted)}")
-    weights = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        weights.update(name.encode())
-        weights.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    settings = {"model": model_key, "weights": weights.hexdigest(), "device": str(_device(model)), "x": x,
+    settings = {"model": model_key, "weights": module_digest(model), "device": str(_device(model)), "x": x,
                 "attack": attack, "method": method, "seed": get_config().seed,
                 "batch_size": kwargs.get("batch_size") or get_config().profile.attack_batch_size,
                 **{k: v for k, v in kwargs.items() if k not in ("progress", "batch_size")}}

@@ -70,8 +70,10 @@ CNNs, hence larger learning rates (:data:`DEFAULT_LR`) and the λ of :data:`DEFA
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from numbers import Real
 
@@ -81,6 +83,7 @@ import torch.nn.functional as F
 
 from .. import explain as E
 from .. import metrics as M
+from ..cache import _jsonable, module_digest
 from ..config import get_config
 from ..models import depthwise_as_convs, depthwise_as_shifts
 from .input import _check_int
@@ -91,7 +94,8 @@ __all__ = ["ATTACKS", "PASSIVE_ATTACKS", "METHODS", "BASE_MODELS", "DEFAULT_LAMB
            "LOCATION_THRESHOLD", "TOPK_THRESHOLD", "CENTER_THRESHOLD", "TOPK_FRACTION", "FRAME_DIVISOR",
            "SWAP_CLASSES", "ModelResult", "default_region", "default_k", "two_object_images", "finetune",
            "fooling_statistic", "fooling_success", "evaluate", "unmodified", "transfer", "base_model", "finetune_data",
-           "heldout_data", "manipulated_model", "run_grid", "check_grid", "composite_recognition"]
+           "heldout_data", "manipulated_model", "run_grid", "check_grid", "composite_recognition", "clear_memo",
+           "MEMO_BYTES"]
 
 ATTACKS = ("location", "topk", "center", "swap")
 PASSIVE_ATTACKS = ("location", "topk", "center")
@@ -347,14 +351,50 @@ def composite_recognition(model: nn.Module, composites: torch.Tensor, class_a: i
 # Heatmaps, losses and Heo's statistics
 # --------------------------------------------------------------------------------------
 
+#: Maps already computed in this process, keyed by content (:func:`_memo_key`). :func:`evaluate`
+#: explains the *original* model on the same held-out images once per manipulated model, and
+#: :func:`transfer` once per manipulated model and interpreter; the memo computes each once.
+_MEMO: OrderedDict[str, torch.Tensor] = OrderedDict()
+#: Bytes the memo may hold before it forgets the least recently used maps.
+MEMO_BYTES = 512 * 2 ** 20
+
+
+def _memo_key(model, x, target, method, batch_size, options) -> str:
+    """Everything a map depends on: the network's content (:func:`xaifool.cache.module_digest`:
+    weights, buffers, module classes, train/eval), the images and classes by value, the interpreter,
+    its options, the chunk size (SmoothGrad's noise is drawn per chunk), the device and the seed."""
+    return json.dumps({"model": module_digest(model), "x": _jsonable(x), "target": _jsonable(target),
+                       "method": method, "options": _jsonable(dict(options)), "batch_size": int(batch_size),
+                       "device": str(_device(model)), "seed": get_config().seed}, sort_keys=True)
+
+
+def clear_memo() -> None:
+    """Forget the maps :func:`_heatmaps` remembers (tests; freeing memory)."""
+    _MEMO.clear()
+
+
 def _heatmaps(model, x, target, method, *, batch_size, options) -> torch.Tensor:
-    """Detached heatmaps (N, H, W) on the CPU, computed in chunks on the model's device."""
+    """Detached heatmaps (N, H, W) on the CPU, computed in chunks on the model's device, or
+    taken from the in-process memo when the same network already explained the same images."""
+    try:
+        key = _memo_key(model, x, target, method, batch_size, options)
+    except ValueError:   # an option the key cannot hold (e.g. a callable): compute, do not remember
+        key = None
+    if key in _MEMO:
+        _MEMO.move_to_end(key)
+        return _MEMO[key].clone()
     dev = _device(model)
     out = []
     for i in range(0, x.shape[0], batch_size):
         xb, tb = x[i:i + batch_size].to(dev), target[i:i + batch_size].to(dev)
         out.append(E.heatmap(model, xb, tb, method, **options).cpu())
-    return torch.cat(out)
+    h = torch.cat(out)
+    if key is None:
+        return h
+    _MEMO[key] = h.clone()
+    while _MEMO and sum(v.numel() * v.element_size() for v in _MEMO.values()) > MEMO_BYTES:
+        _MEMO.popitem(last=False)
+    return h
 
 
 @torch.no_grad()
