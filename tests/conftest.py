@@ -14,3 +14,15 @@ def mirror_available():
     if not get_config().data_dirs:
         pytest.skip("no data mirror (set XAIFOOL_DATA); these tests need the offline data")
     return True
+
+
+@pytest.fixture
+def tmp_cache(tmp_path, monkeypatch):
+    """An empty artefact cache that is read and written (XAIFOOL_NO_CACHE unset) for one test."""
+    from xaifool import config
+
+    monkeypatch.setenv("XAIFOOL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("XAIFOOL_NO_CACHE", raising=False)
+    config.get_config.cache_clear()
+    yield tmp_path / "cache"
+    config.get_config.cache_clear()

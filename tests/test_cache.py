@@ -193,3 +193,43 @@ def test_module_digest_follows_what_the_network_computes_with():
     assert C.module_digest(net) == d                          # reading it changes nothing
     with pytest.raises(ValueError, match="^module must be"):
         C.module_digest({"weight": torch.zeros(1)})
+
+
+def test_cached_call_is_keyed_by_what_the_call_depends_on(tmp_cache):
+    import copy
+
+    import torch.nn as nn
+
+    calls = []
+
+    def f(net, x, *, scale=1.0):
+        calls.append(scale)
+        with torch.no_grad():
+            return {"y": net(x) * scale}
+
+    def call(net, x, **kw):
+        return C.cached_call("test-call", f, net, x, depends=("xaifool.cache",), **kw)
+
+    torch.manual_seed(0)
+    net, x = nn.Linear(3, 2), torch.randn(4, 3)
+    first = call(net, x, scale=2.0)
+    assert torch.equal(first["y"], net(x).detach() * 2.0)
+    again = call(copy.deepcopy(net), x.clone(), scale=2.0)          # equal content: loaded, not run
+    assert len(calls) == 1 and torch.equal(again["y"], first["y"])
+    other = copy.deepcopy(net)
+    with torch.no_grad():
+        other.bias[0] += 1.0
+    call(other, x, scale=2.0)
+    call(net, x + 1, scale=2.0)
+    call(net, x, scale=3.0)
+    assert len(calls) == 4                                          # weight, image, option: recomputed
+    assert len(list((tmp_cache / "test-call").glob("*.pt"))) == 4
+    # encode/decode: stored as weights_only-readable values, returned decoded both times
+    for _ in range(2):
+        got = C.cached_call("test-call", f, net, x, depends=("xaifool.cache",), encode=lambda d: d["y"].tolist(),
+                            decode=lambda v: torch.tensor(v))
+        assert torch.allclose(got, first["y"] / 2.0)
+    assert len(calls) == 5
+    with pytest.raises(ValueError, match="^fn must be callable"):
+        C.cached_call("test-call", "f", net, x)
+

@@ -1130,3 +1130,17 @@ def test_smooth_rejects_functional_activations_and_bad_beta():
         smooth(_FunctionalNet(), beta=10.0)
     with pytest.raises(ValueError, match="^beta"):
         smooth(_mlp(act=nn.ReLU), beta=0.0)
+
+
+def test_explain_many_through_the_cache(tmp_cache):
+    from xaifool.explain import explain_many
+
+    net, x = _tiny_cnn(), torch.rand(3, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+    opts = {"smoothgrad": {"n_samples": 3}}
+    fresh, _ = explain_many(net, x, ["gradient", "smoothgrad"], options=opts)
+    stored, sec = explain_many(net, x, ["gradient", "smoothgrad"], options=opts, cache=True)
+    loaded, sec2 = explain_many(net, x, ["gradient", "smoothgrad"], options=opts, cache=True)
+    assert sec2 == sec and set(sec) == {"gradient", "smoothgrad"}   # the seconds measured when computed
+    for got in (stored, loaded):
+        assert all(torch.equal(got[m], fresh[m]) for m in fresh)
+    assert len(list((tmp_cache / "explain-many").glob("*.pt"))) == 1

@@ -480,3 +480,27 @@ def test_memo_misses_whenever_the_maps_would_differ(monkeypatch):
     for s in range(5):
         maps(x=x + s / 100)
     assert len(HM._MEMO) == 3
+
+
+def test_evaluation_through_the_cache_is_the_evaluation(tmp_cache, monkeypatch):
+    """run_grid and the chapters' transfer tables read evaluations from the cache: a loaded
+    result equals the computed one field by field, and loading explains nothing."""
+    base, other = tiny_model(0), tiny_model(1)
+    x, y = tiny_data(16, 12)
+    opts = {"smoothgrad": {"n_samples": 2}}
+    HM.clear_memo()
+    fresh = HM.transfer(base, other, x, y, "topk", ["gradcam", "smoothgrad"], options=opts)
+    stored = HM.transfer(base, other, x, y, "topk", ["gradcam", "smoothgrad"], options=opts, cache=True)
+    counts = _counting_heatmap(monkeypatch)
+    HM.clear_memo()
+    loaded = HM.transfer(base, other, x, y, "topk", ["gradcam", "smoothgrad"], options=opts, cache=True)
+    assert counts == {}
+    for by in (stored, loaded):
+        for m, r in by.items():
+            for name in ("x", "label", "heatmap", "heatmap_adv", "logits", "logits_adv", "score", "success"):
+                assert torch.equal(getattr(r, name), getattr(fresh[m], name)), (m, name)
+            assert r.fsr == fresh[m].fsr and r.accuracy_adv == fresh[m].accuracy_adv
+    with torch.no_grad():
+        other.net[0].bias += 0.1
+    HM.transfer(base, other, x, y, "topk", ["gradcam"], cache=True)    # another network: computed again
+    assert counts.get(id(other), 0) == 16

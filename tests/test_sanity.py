@@ -349,3 +349,18 @@ def test_manipulation_checks_rows():
     assert table.loc["twin", "original, logits random"] == pytest.approx(v.loc["gradient", "after first step"])
     with pytest.raises(ValueError, match="manipulated"):
         S.manipulation_checks(base, {"bad": twin}, x)
+
+
+def test_cascading_through_the_cache_gives_the_same_result(tmp_cache):
+    model, x = small_model(), images()
+    fresh = S.cascading(model, x, ["gradient", "gradcam"], seed=0)
+    for _ in range(2):   # computed and stored, then loaded
+        got = S.cascading(model, x, ["gradient", "gradcam"], seed=0, cache=True)
+        assert got["layers"] == fresh["layers"]
+        for part in ("original", "maps"):
+            assert all(torch.equal(got[part][m], fresh[part][m]) for m in fresh[part])
+        assert all(torch.equal(got["similarity"][m][k], v) for m in fresh["similarity"]
+                   for k, v in fresh["similarity"][m].items())
+    assert len(list((tmp_cache / "sanity-cascading").glob("*.pt"))) == 1
+    S.cascading(model, x, ["gradient", "gradcam"], seed=1, cache=True)   # another seed: another entry
+    assert len(list((tmp_cache / "sanity-cascading").glob("*.pt"))) == 2

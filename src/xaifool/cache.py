@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import tempfile
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
@@ -37,7 +38,7 @@ from .config import get_config
 
 __all__ = ["PRESENTATION_MODULES", "package_modules", "default_depends", "dependency_closure", "code_fingerprint",
            "clear_fingerprints", "cache_key", "cache_path", "cached", "atomic_save", "atomic_write_text",
-           "module_digest"]
+           "module_digest", "cached_call"]
 
 
 def _jsonable(obj: Any) -> Any:
@@ -281,3 +282,35 @@ def cached(name: str, settings: dict, compute: Callable[[], Any], *, depends=Non
     value = compute()
     atomic_save(value, path)
     return value
+
+
+def _call_settings(value: Any) -> Any:
+    """An argument as cache settings: networks by :func:`module_digest` and device, containers item by item."""
+    if isinstance(value, torch.nn.Module):
+        p = next(iter(value.parameters()), None)
+        return {"network": module_digest(value), "device": str(p.device) if p is not None else "cpu"}
+    if isinstance(value, dict):
+        return {str(k): _call_settings(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_call_settings(v) for v in value]
+    return value
+
+
+def cached_call(name: str, fn: Callable, *args, depends=None, encode: Callable | None = None,
+                decode: Callable | None = None, **kwargs) -> Any:
+    """``fn(*args, **kwargs)`` through :func:`cached`, keyed by everything the call can depend on:
+    the function's name, the arguments (networks by :func:`module_digest`, tensors by value), the
+    active profile (functions read their defaults from it: sizes, seed) and the device, and the
+    source of ``depends`` (default: ``fn``'s module and what it imports).
+
+    encode / decode: turn the value into something ``torch.load(weights_only=True)`` reads (dicts,
+    lists, tensors, numbers, strings) and back; default: stored as it is.
+    """
+    if not callable(fn):
+        raise ValueError(f"fn must be callable, got {type(fn).__name__}")
+    cfg = get_config()
+    settings = {"function": f"{fn.__module__}.{fn.__qualname__}", "args": _call_settings(args),
+                "kwargs": _call_settings(kwargs), "profile": asdict(cfg.profile), "device": str(cfg.device)}
+    value = cached(name, settings, lambda: (encode or (lambda v: v))(fn(*args, **kwargs)),
+                   depends=(fn.__module__,) if depends is None else depends)
+    return decode(value) if decode is not None else value

@@ -829,16 +829,24 @@ def explain(model: nn.Module, x: torch.Tensor, target=None, method: str = "gradi
 
 
 def explain_many(model: nn.Module, x: torch.Tensor, methods, target=None, *, options: dict | None = None,
-                 **common) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+                 cache: bool = False, **common) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """Run several methods on the same batch.
 
     methods: iterable of method names
     options: {method: {option: value}} per-method options
+    cache:   take the maps (and the seconds measured when they were computed) from the on-disk
+             cache when the same network, images and settings were explained before
+             (:func:`xaifool.cache.cached_call`)
     common:  options for every method (``reduce``, ``normalize``, ``background``, …)
     returns: ({method: heatmaps on CPU}, {method: wall-clock seconds per sample})
     """
     import time
 
+    if cache:
+        from .cache import cached_call
+
+        return tuple(cached_call("explain-many", explain_many, model, x, list(methods), target, options=options,
+                                 **common))
     options = options or {}
     methods = list(methods)
     unknown = sorted(set(options) - set(methods))

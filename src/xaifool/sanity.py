@@ -170,7 +170,8 @@ def similarity(a: torch.Tensor, b: torch.Tensor, metrics=SIMILARITIES) -> dict[s
 
 
 def cascading(model: nn.Module, x: torch.Tensor, methods, target=None, *, order: str = "top_down",
-              seed: int | None = None, layers=None, metrics=SIMILARITIES, options: dict | None = None) -> dict:
+              seed: int | None = None, layers=None, metrics=SIMILARITIES, options: dict | None = None,
+              cache: bool = False) -> dict:
     """The randomisation test: every interpreter's map of ``x`` after each randomisation step.
 
     model, x: the trained model and images (B, C, H, W); target: the classes explained (default:
@@ -181,7 +182,14 @@ def cascading(model: nn.Module, x: torch.Tensor, methods, target=None, *, order:
     returns:  ``{"layers": [names in the order randomised], "original": {method: (B, H, W)},
               "maps": {method: (L, B, H, W)}, "similarity": {method: {metric: (L, B)}}}``
               — maps signed (``reduce="sum"``, not normalised), on the CPU
+    cache:    take the result from the on-disk cache when the same network, images and settings
+              were tested before (:func:`xaifool.cache.cached_call`)
     """
+    if cache:
+        from .cache import cached_call
+
+        return cached_call("sanity-cascading", cascading, model, x, methods, target, order=order, seed=seed,
+                           layers=layers, metrics=metrics, options=options)
     methods = (methods,) if isinstance(methods, str) else tuple(methods)
     bad = [m for m in methods if m not in E.IMAGE_METHODS]
     if bad or not methods:

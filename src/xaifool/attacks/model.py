@@ -83,7 +83,7 @@ import torch.nn.functional as F
 
 from .. import explain as E
 from .. import metrics as M
-from ..cache import _jsonable, module_digest
+from ..cache import _jsonable, cached_call, module_digest
 from ..config import get_config
 from ..models import depthwise_as_convs, depthwise_as_shifts
 from .input import _check_int
@@ -656,7 +656,7 @@ def finetune(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor | No
 def evaluate(base: nn.Module, manipulated: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor | None,
              attack: str, method: str, *, classes=None, n_pairs: int | None = None, region=None,
              k: int | None = None, batch_size: int | None = None, seed: int | None = None,
-             options: dict | None = None) -> ModelResult:
+             options: dict | None = None, cache: bool = False) -> ModelResult:
     """The original and the manipulated model side by side on held-out images.
 
     base, manipulated: the original model and its manipulated copy
@@ -669,12 +669,18 @@ def evaluate(base: nn.Module, manipulated: nn.Module, x_test: torch.Tensor, y_te
              :func:`two_object_images` (default: as many as the rarer class has; needs ``y_test``)
     region, k: as for :func:`fooling_statistic`
     options: interpreter options (e.g. ``n_samples`` for SmoothGrad)
+    cache:   take the result from the on-disk cache when the same two networks were evaluated on
+             the same images with the same settings (:func:`xaifool.cache.cached_call`)
     returns: :class:`ModelResult` — passive attacks: maps of the original model's predicted class
              on each image; ``swap``: maps of classes a and b on each composite (2n rows).
              ``accuracy`` / ``accuracy_adv`` on all of ``x_test``.
     """
     _check_attack(attack)
     _check_method(method, E.IMAGE_METHODS)
+    if cache:
+        return cached_call("heo-evaluate", evaluate, base, manipulated, x_test, y_test, attack, method,
+                           classes=classes, n_pairs=n_pairs, region=region, k=k, batch_size=batch_size, seed=seed,
+                           options=options, encode=ModelResult.to_dict, decode=ModelResult.from_dict)
     for name, m in (("base", base), ("manipulated", manipulated)):
         _check_model(m, method, name)
     _check_images(x_test, "x_test")
@@ -745,7 +751,7 @@ def transfer(base: nn.Module, manipulated: nn.Module, x_test: torch.Tensor, y_te
 
     methods: iterable of image methods of :data:`xaifool.explain.METHODS`
     options: ``{method: {option: value}}`` per-method interpreter options
-    kwargs:  passed to :func:`evaluate` (``classes``, ``region``, ``k``, ``batch_size``, …)
+    kwargs:  passed to :func:`evaluate` (``classes``, ``region``, ``k``, ``batch_size``, ``cache``, …)
     returns: ``{method: ModelResult}``
     """
     methods = list(methods)
@@ -932,6 +938,6 @@ def run_grid(base_key: str, pairs, *, x_test=None, y_test=None, progress: bool |
     for attack, method in pairs:
         model = manipulated_model(base_key, attack, method, progress=progress, **kwargs)
         out["models"][attack, method] = model
-        out["results"][attack, method] = evaluate(base, model, x_test, y_test, attack, method)
+        out["results"][attack, method] = evaluate(base, model, x_test, y_test, attack, method, cache=True)
         out["unmodified"][attack, method] = unmodified(out["results"][attack, method])
     return out
