@@ -90,6 +90,7 @@ def test_xaifool_book_renders_the_pages_it_executed(tmp_path):
         assert f"threads {threads} page {i}" in html
     cells = {p["page"]: p["cells"] for p in plan["pages"]}
     assert all(len(c) == 1 and c[0]["seconds"] >= 1.0 and c[0]["source"].startswith("import os") for c in cells.values())
+    assert plan["render_s"] > 0          # the rendering is timed too (the whole build = pages + rendering)
 
 
 @pytest.mark.slow

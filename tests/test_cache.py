@@ -233,3 +233,22 @@ def test_cached_call_is_keyed_by_what_the_call_depends_on(tmp_cache):
     with pytest.raises(ValueError, match="^fn must be callable"):
         C.cached_call("test-call", "f", net, x)
 
+
+def test_no_cache_recomputes_and_leaves_the_cache_alone(tmp_path, monkeypatch):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return torch.full((2,), float(len(calls)))
+
+    assert torch.equal(cached("t", {"a": 1}, compute, cache_dir=tmp_path, depends=("xaifool.cache",)), torch.ones(2))
+    path = C.cache_path("t", {"a": 1}, tmp_path, depends=("xaifool.cache",))
+    stored = path.read_bytes()
+    monkeypatch.setenv("XAIFOOL_NO_CACHE", "1")
+    got = cached("t", {"a": 1}, compute, cache_dir=tmp_path, depends=("xaifool.cache",))
+    assert torch.equal(got, torch.full((2,), 2.0)) and path.read_bytes() == stored      # not read, not replaced
+    cached("t", {"a": 2}, compute, cache_dir=tmp_path, depends=("xaifool.cache",))
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == [path.name]            # nothing new written
+    monkeypatch.delenv("XAIFOOL_NO_CACHE")
+    assert torch.equal(cached("t", {"a": 1}, compute, cache_dir=tmp_path, depends=("xaifool.cache",)), torch.ones(2))
+    assert len(calls) == 3

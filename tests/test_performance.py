@@ -2,6 +2,7 @@
 import math
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -219,3 +220,62 @@ def test_slowest_cells_reads_the_cell_times_of_the_execution_summary(tmp_path, c
     assert main(["exec-times", str(tmp_path), "--cells", "1"]) == 0
     out = capsys.readouterr().out
     assert "slowest cells" in out and "notebooks/a, cell 1: slow()" in out and "fast()" not in out
+
+
+def _book_record(**cold):
+    pages = [{"page": "notebooks/02a", "seconds": 600.0}, {"page": "notebooks/02b", "seconds": 400.0},
+             {"page": "notebooks/06", "seconds": 300.0}, {"page": "book/data", "seconds": 5.0}]
+    return {"benchmark": "book-times", "threads": 2, "cpu_count": 2, "builds": {"cold": {
+        "profile": "quick", "time": "2026-11-28T10:00:00Z", "commit": "abc1234", "pages": pages,
+        "total_s": 1305.0, "wall_s": 700.0, "workers": 2, "threads_per_page": 1, **cold}}}
+
+
+def test_book_sentence_adds_rendering_and_installation_to_the_cold_build(tmp_path):
+    import json
+
+    rec = _book_record(render_s=60.0)
+    out = tmp_path / "book-times-cpu.json"
+    out.write_text(json.dumps(rec))
+    perf.record_install(150.0, command="pip install -e .", packages=180, path=out, commit="abc1234")
+    got = perf.load_book_times(tmp_path)
+    assert got["builds"] == rec["builds"] and got["install"]["seconds"] == 150.0   # the builds are kept
+    text = perf.book_sentence(got)
+    # 700 + 60 + 150 s = 15.2 min: 0.2 over the goal; the three heaviest pages named, in order
+    assert "adds up to 15.2 minutes" in text and "0.2 minutes over the book's goal of 15 minutes" in text
+    assert "executing the pages 11.7 min; rendering the HTML 1.0 min; installing" in text and "2.5 min" in text
+    assert text.index("02a 10.0 min") < text.index("02b 6.7 min") < text.index("06 5.0 min") and "data" not in text
+    assert "2 pages at a time with 1 thread each" in text and "add up to 21.8 minutes" in text
+    rec["builds"]["cold"]["wall_s"] = 500.0
+    out.write_text(json.dumps(rec))                                    # no installation recorded
+    text = perf.book_sentence(perf.load_book_times(tmp_path))
+    assert "adds up to 9.3 minutes" in text and "5.7 minutes within" in text
+    assert text.endswith("; the installation is not timed here.")
+    del rec["builds"]["cold"]["render_s"]
+    text = perf.book_sentence(rec)
+    assert text.endswith("; the rendering and the installation are not timed here.")
+    assert perf.book_sentence(None) == "No build has been recorded yet."
+    assert perf.book_sentence({**rec, "builds": {}}) == "No cold build has been recorded yet."
+    assert perf.book_times_table(_book_record(render_s=60.0)).loc["rendering the HTML", "cold (s)"] == 60.0
+    with pytest.raises(ValueError, match="^seconds must be"):
+        perf.record_install(0, command="x", packages=1, path=out)
+    with pytest.raises(ValueError, match="^packages must be"):
+        perf.record_install(1.0, command="x", packages=0, path=out)
+    bad = {**rec, "install": {"seconds": "150", "time": "t", "commit": "", "command": "", "packages": 1}}
+    out.write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="seconds"):
+        perf.load_book_times(tmp_path)
+
+
+def test_bench_without_names_leaves_the_installation_out(monkeypatch):
+    """`make bench` runs every benchmark but the fresh installation (network, ~7 GB of disk), which
+    runs only when named."""
+    import runpy
+
+    from xaifool.__main__ import main
+
+    ran = []
+    monkeypatch.setattr(runpy, "run_path", lambda path, run_name: ran.append(Path(path).stem))
+    assert main(["bench"]) == 0
+    assert "install" not in ran and {"attacks", "sanity", "tabular"} <= set(ran)
+    ran.clear()
+    assert main(["bench", "install"]) == 0 and ran == ["install"]

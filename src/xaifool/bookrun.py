@@ -313,5 +313,10 @@ def build(root: Path | str = REPO_ROOT, path_output: Path | str | None = None, *
     cfg_file = build_dir / "_config.build.yml"
     cfg_file.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
     jb = Path(sys.executable).with_name("jupyter-book")
-    return subprocess.run([str(jb), "build", str(root), "--all", "--path-output", str(out), "--config", str(cfg_file),
-                           "-W", "-n", "--keep-going"]).returncode
+    t0 = time.perf_counter()
+    rc = subprocess.run([str(jb), "build", str(root), "--all", "--path-output", str(out), "--config", str(cfg_file),
+                         "-W", "-n", "--keep-going"]).returncode
+    if rc == 0:   # the rendering's time, for the whole build's (exec-times --record keeps it)
+        rec["render_s"] = round(time.perf_counter() - t0, 1)
+        atomic_write_text(build_dir / PLAN_FILE, json.dumps(rec, indent=1))
+    return rc

@@ -274,10 +274,14 @@ def cached(name: str, settings: dict, compute: Callable[[], Any], *, depends=Non
     depends: the modules whose source the value depends on (names such as
              ``"xaifool.attacks.input"`` or module objects); the modules they import are added
              (:func:`dependency_closure`). Default: every module but :data:`PRESENTATION_MODULES`.
-    ``refresh=True`` recomputes and overwrites. Set ``XAIFOOL_NO_CACHE=1`` to bypass reads.
+    ``refresh=True`` recomputes and overwrites. ``XAIFOOL_NO_CACHE=1`` recomputes and leaves the
+    cache alone — neither read nor written (the tests set it: a value they compute, e.g. with
+    another thread count, must not replace the one the book computed under the same key).
     """
     path = cache_path(name, settings, cache_dir, depends)
-    if path.exists() and not refresh and os.environ.get("XAIFOOL_NO_CACHE") != "1":
+    if os.environ.get("XAIFOOL_NO_CACHE") == "1":
+        return compute()
+    if path.exists() and not refresh:
         return torch.load(path, map_location="cpu", weights_only=True)
     value = compute()
     atomic_save(value, path)

@@ -15,6 +15,8 @@ Performance page: validation of a record, and the tables and curves the page sho
 ``slowest_cells(build_dir)`` the cells that took longest in that build (where to look for speed)
 ``record_book_times(…)``    store them as the ``cold`` or ``warm`` build of ``book-times-<device>.json``
 ``book_times_table(rec)``   seconds per page, cold and warm, from that record
+``record_install(…)``       store the time a fresh installation took (``benchmarks/install.py``)
+``book_sentence(rec)``      the Performance page's verdict on the cold build against the 15-minute goal
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from .config import REPO_ROOT
 
 __all__ = ["RESULTS_DIR", "load", "load_tabular", "check", "machines", "throughput", "hardware", "variants", "scaling", "growth",
            "check_sanity", "load_sanity", "sanity", "book_times", "book_plan", "slowest_cells", "BOOK_BUILDS",
-           "record_book_times", "load_book_times", "book_times_table"]
+           "record_book_times", "load_book_times", "book_times_table", "record_install", "book_sentence",
+           "GOAL_MINUTES"]
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 _REQUIRED = {"benchmark": str, "device": str, "device_name": str, "threads": int, "torch": str, "time": str,
@@ -324,6 +327,30 @@ def record_book_times(build_dir: Path | str | None, build: str, *, profile: str,
     plan = book_plan(build_dir)
     if plan is not None:
         rec["builds"][build].update(wall_s=plan["wall_s"], workers=plan["workers"], threads_per_page=plan["threads"])
+        if plan.get("render_s") is not None:
+            rec["builds"][build]["render_s"] = plan["render_s"]
+    atomic_write_text(path, json.dumps(rec, indent=1))
+    return rec
+
+
+def record_install(seconds: float, *, command: str, packages: int, path: Path | str | None = None,
+                   commit: str = "", note: str = "") -> dict:
+    """Store the seconds a fresh installation took (an empty virtual environment, pip's cache off:
+    ``benchmarks/install.py``) as the ``install`` entry of ``book-times-cpu.json`` (or ``path``),
+    keeping the recorded builds; written atomically. Returns the record."""
+    from datetime import datetime, timezone
+
+    from .cache import atomic_write_text
+
+    if not isinstance(seconds, (int, float)) or not seconds > 0:
+        raise ValueError(f"seconds must be a positive number, got {seconds!r}")
+    if not isinstance(packages, int) or packages < 1:
+        raise ValueError(f"packages must be the number of packages installed (≥ 1), got {packages!r}")
+    path = Path(path) if path is not None else _folder(None) / "book-times-cpu.json"
+    rec = json.loads(path.read_text()) if path.is_file() else {"benchmark": "book-times", "builds": {},
+                                                                "threads": 1, "cpu_count": os.cpu_count()}
+    rec["install"] = {"seconds": round(float(seconds), 1), "time": datetime.now(timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"), "commit": commit, "command": command, "packages": packages, "note": note}
     atomic_write_text(path, json.dumps(rec, indent=1))
     return rec
 
@@ -340,11 +367,17 @@ def load_book_times(results_dir: Path | str | None = None) -> dict | None:
     for name, b in rec["builds"].items():
         _check_fields({"benchmark": "build", **b} if isinstance(b, dict) else b, _BUILD_REQUIRED, "build",
                       f"record {path.name}: builds.{name}")
+    if "install" in rec:
+        _check_fields({"benchmark": "install", **rec["install"]} if isinstance(rec["install"], dict) else
+                      rec["install"], _INSTALL_REQUIRED, "install", f"record {path.name}: install")
     return rec
 
 
 _BOOK_REQUIRED = {"benchmark": str, "threads": int, "cpu_count": int, "builds": dict}
 _BUILD_REQUIRED = {"profile": str, "time": str, "commit": str, "pages": list, "total_s": (int, float)}
+_INSTALL_REQUIRED = {"seconds": (int, float), "time": str, "commit": str, "command": str, "packages": int}
+#: The book's goal for a first build on a fresh 2-core machine, installation included (minutes).
+GOAL_MINUTES = 15
 
 
 def book_times_table(rec: dict):
@@ -362,4 +395,49 @@ def book_times_table(rec: dict):
         label = "wall clock, " + ", ".join(sorted({f"{b['workers']} pages at a time" for b in rec["builds"].values()
                                                     if b.get("wall_s") is not None}))
         frame.loc[label] = [walls[c] if walls[c] is not None else float("nan") for c in frame.columns]
+    renders = {f"{name} (s)": b.get("render_s") for name, b in rec["builds"].items()}
+    if any(r is not None for r in renders.values()):
+        frame.loc["rendering the HTML"] = [renders[c] if renders[c] is not None else float("nan")
+                                           for c in frame.columns]
     return frame
+
+
+def book_sentence(rec: dict | None) -> str:
+    """The Performance page's verdict on the recorded cold build (Markdown): how long its pages
+    took, where the time went, and — with the rendering and a recorded fresh installation added
+    where they were measured — how the whole first build compares with :data:`GOAL_MINUTES`."""
+    if rec is None:
+        return "No build has been recorded yet."
+    cold = rec["builds"].get("cold")
+    if not cold:
+        return "No cold build has been recorded yet."
+    pages = cold.get("wall_s", cold["total_s"])
+    parallel = "wall_s" in cold
+    how = (f"{cold['workers']} pages at a time with {cold['threads_per_page']} thread"
+           f"{'s' if cold['threads_per_page'] > 1 else ''} each" if parallel else
+           f"one page at a time with {rec['threads']} threads")
+    heavy = sorted(cold["pages"], key=lambda p: -p["seconds"])[:3]
+    top = ", ".join(f"{p['page'].split('/')[-1]} {p['seconds'] / 60:.1f} min" for p in heavy)
+    text = (f"The recorded cold build ({cold['profile']} profile, commit `{cold['commit'] or '?'}`, "
+            f"{cold['time'][:10]}, {rec['cpu_count']} cores, {how}) executed its pages in {pages / 60:.1f} minutes"
+            + (f" of wall-clock time (the page times add up to {cold['total_s'] / 60:.1f} minutes)" if parallel else "")
+            + f"; most of it goes to {top}.")
+    parts = [("executing the pages", pages)]
+    if cold.get("render_s") is not None:
+        parts.append(("rendering the HTML", cold["render_s"]))
+    install = rec.get("install")
+    if install:
+        parts.append((f"installing the packages into an empty environment (measured {install['time'][:10]})",
+                      install["seconds"]))
+    total = sum(s for _, s in parts) / 60
+    if cold["profile"] != "quick":
+        return text + f" The goal of {GOAL_MINUTES} minutes is set for the quick profile only."
+    measured = "; ".join(f"{what} {s / 60:.1f} min" for what, s in parts)
+    verdict = (f"{GOAL_MINUTES - total:.1f} minutes within" if total <= GOAL_MINUTES else
+               f"{total - GOAL_MINUTES:.1f} minutes over")
+    missing = [what for what, key in (("the rendering", cold.get("render_s")), ("the installation", install))
+               if key is None]
+    return (text + f" A first build on a fresh machine adds up to {total:.1f} minutes ({measured}) — {verdict} "
+            f"the book's goal of {GOAL_MINUTES} minutes"
+            + (f"; {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not timed here" if missing else "")
+            + ".")
