@@ -248,11 +248,16 @@ def test_book_sentence_adds_rendering_and_installation_to_the_cold_build(tmp_pat
     rec["builds"]["cold"]["wall_s"] = 500.0
     out.write_text(json.dumps(rec))                                    # no installation recorded
     text = perf.book_sentence(perf.load_book_times(tmp_path))
-    assert "adds up to 9.3 minutes" in text and "5.7 minutes within" in text
-    assert text.endswith("; the installation is not timed here.")
+    assert "(executing the pages 8.3 min; rendering the HTML 1.0 min) leaves 5.7 minutes" in text
+    assert text.endswith("for what is not timed here: the installation.") and "adds up" not in text
     del rec["builds"]["cold"]["render_s"]
     text = perf.book_sentence(rec)
-    assert text.endswith("; the rendering and the installation are not timed here.")
+    assert text.endswith("leaves 6.7 minutes of the book's goal of 15 minutes for what is not timed here: the "
+                         "rendering and the installation.")
+    rec["builds"]["cold"]["wall_s"] = 1000.0
+    text = perf.book_sentence(rec)
+    assert text.endswith("is already 1.7 minutes over the book's goal of 15 minutes, without the rendering and the "
+                         "installation.")
     assert perf.book_sentence(None) == "No build has been recorded yet."
     assert perf.book_sentence({**rec, "builds": {}}) == "No cold build has been recorded yet."
     assert perf.book_times_table(_book_record(render_s=60.0)).loc["rendering the HTML", "cold (s)"] == 60.0
