@@ -185,12 +185,20 @@ def test_module_digest_follows_what_the_network_computes_with():
         "train mode": lambda m: m[2].train(),
         "a module class": lambda m: m.__setitem__(2, nn.GELU()),
         "a dtype": lambda m: m.double(),
+        "a setting (BatchNorm eps)": lambda m: setattr(m[1], "eps", 1e-3),
+        "a named layer attribute": lambda m: setattr(m, "cam_layer", "1"),
+        "a non-persistent buffer": lambda m: m[0].register_buffer("scale", torch.ones(1), persistent=False),
+        "a forward hook": lambda m: m[0].register_forward_hook(lambda *a: None),
     }.items():
         other = copy.deepcopy(net)
         edit(other)
         changed[what] = C.module_digest(other) != d
     assert all(changed.values()), changed
     assert C.module_digest(net) == d                          # reading it changes nothing
+    beta = nn.Sequential(nn.Linear(4, 3), nn.Softplus(beta=1.0))
+    before = C.module_digest(beta)
+    beta[1].beta = 5.0                                        # as models.set_beta does, in place
+    assert C.module_digest(beta) != before
     with pytest.raises(ValueError, match="^module must be"):
         C.module_digest({"weight": torch.zeros(1)})
 

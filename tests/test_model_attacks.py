@@ -500,7 +500,11 @@ def test_evaluation_through_the_cache_is_the_evaluation(tmp_cache, monkeypatch):
             for name in ("x", "label", "heatmap", "heatmap_adv", "logits", "logits_adv", "score", "success"):
                 assert torch.equal(getattr(r, name), getattr(fresh[m], name)), (m, name)
             assert r.fsr == fresh[m].fsr and r.accuracy_adv == fresh[m].accuracy_adv
+    for by in (stored, loaded):
+        assert all(r.settings["k"] == fresh[m].settings["k"] and r.accuracy == fresh[m].accuracy for m, r in by.items())
     with torch.no_grad():
         other.net[0].bias += 0.1
     HM.transfer(base, other, x, y, "topk", ["gradcam"], cache=True)    # another network: computed again
     assert counts.get(id(other), 0) == 16
+    with pytest.raises(ValueError, match="cam_layer"):                 # checked before the cache is consulted
+        HM.evaluate(base, tiny_model(1, cam=False), x, y, "topk", "gradcam", cache=True)

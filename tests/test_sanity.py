@@ -351,16 +351,23 @@ def test_manipulation_checks_rows():
         S.manipulation_checks(base, {"bad": twin}, x)
 
 
-def test_cascading_through_the_cache_gives_the_same_result(tmp_cache):
+def test_cascading_through_the_cache_gives_the_same_result(tmp_cache, monkeypatch):
     model, x = small_model(), images()
     fresh = S.cascading(model, x, ["gradient", "gradcam"], seed=0)
+    steps = []
+    original = S.randomized
+    monkeypatch.setattr(S, "randomized", lambda *a, **k: steps.append(1) or original(*a, **k))
+    rng = torch.get_rng_state()
     for _ in range(2):   # computed and stored, then loaded
         got = S.cascading(model, x, ["gradient", "gradcam"], seed=0, cache=True)
+        assert torch.equal(torch.get_rng_state(), rng)        # the global generator left as it was, both ways
         assert got["layers"] == fresh["layers"]
         for part in ("original", "maps"):
             assert all(torch.equal(got[part][m], fresh[part][m]) for m in fresh[part])
         assert all(torch.equal(got["similarity"][m][k], v) for m in fresh["similarity"]
                    for k, v in fresh["similarity"][m].items())
-    assert len(list((tmp_cache / "sanity-cascading").glob("*.pt"))) == 1
+    assert len(list((tmp_cache / "sanity-cascading").glob("*.pt"))) == 1 and len(steps) == 1   # the second: loaded
+    with pytest.raises(ValueError, match="^x must be"):   # checked before the cache is consulted
+        S.cascading(model, x[0], ["gradient", "gradcam"], seed=0, cache=True)
     S.cascading(model, x, ["gradient", "gradcam"], seed=1, cache=True)   # another seed: another entry
     assert len(list((tmp_cache / "sanity-cascading").glob("*.pt"))) == 2

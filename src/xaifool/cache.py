@@ -58,19 +58,38 @@ def _jsonable(obj: Any) -> Any:
                      "str, int, float, bool, None, list, tuple, dict, Path, torch.Tensor")
 
 
+_PLAIN = (int, float, str, bool, type(None))
+
+
+def _plain(value) -> bool:
+    return isinstance(value, _PLAIN) or (isinstance(value, (tuple, list)) and all(_plain(v) for v in value))
+
+
 def module_digest(module: torch.nn.Module) -> str:
-    """sha256 of what a network computes with: every parameter and buffer (name, dtype, shape and
-    values), the class of every submodule and whether it is in training mode. Two networks with
-    equal digests give the same outputs on the same device; changing one weight changes it."""
+    """sha256 of what a network computes with: every submodule's class, train/eval mode,
+    ``extra_repr()`` (strides, padding, eps, …), plain public attributes (e.g. a Softplus β changed
+    in place, the Grad-CAM layer's name) and number of hooks; every parameter and buffer, persistent
+    or not (name, dtype, shape, strides and values). Two networks with equal digests give the same
+    outputs on the same device; changing one weight or setting changes it."""
     if not isinstance(module, torch.nn.Module):
         raise ValueError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     h = hashlib.sha256()
+
+    def tensor(name, t):
+        t = t.detach()
+        h.update(f"{name}:{t.dtype}{tuple(t.shape)}{tuple(t.stride())};".encode())
+        h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+
     for name, sub in module.named_modules():
-        h.update(f"{name}:{type(sub).__qualname__}:{sub.training};".encode())
-    for name, tensor in module.state_dict().items():
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}{tuple(t.shape)};".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        attrs = sorted((k, repr(v)) for k, v in vars(sub).items() if not k.startswith("_") and _plain(v))
+        hooks = [len(getattr(sub, a, {})) for a in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
+                                                      "_backward_pre_hooks")]
+        h.update(f"{name}:{type(sub).__qualname__}:{sub.training}:{sub.extra_repr()}:{attrs}:{hooks};".encode())
+        for b in sorted(getattr(sub, "_non_persistent_buffers_set", ())):
+            if sub._buffers.get(b) is not None:
+                tensor(f"{name}.{b} (not persistent)", sub._buffers[b])
+    for name, t in module.state_dict().items():
+        tensor(name, t)
     return h.hexdigest()
 
 

@@ -842,16 +842,15 @@ def explain_many(model: nn.Module, x: torch.Tensor, methods, target=None, *, opt
     """
     import time
 
-    if cache:
-        from .cache import cached_call
-
-        return tuple(cached_call("explain-many", explain_many, model, x, list(methods), target, options=options,
-                                 **common))
     options = options or {}
     methods = list(methods)
     unknown = sorted(set(options) - set(methods))
     if unknown:
         raise ValueError(f"options has entries {unknown} for methods not in methods={list(methods)}")
+    if cache:
+        from .cache import cached_call
+
+        return tuple(cached_call("explain-many", explain_many, model, x, methods, target, options=options, **common))
     maps, seconds = {}, {}
     # One untimed gradient call first, so that one-off start-up costs (thread pools, kernel
     # selection) are not charged to whichever method happens to run first.

@@ -185,11 +185,6 @@ def cascading(model: nn.Module, x: torch.Tensor, methods, target=None, *, order:
     cache:    take the result from the on-disk cache when the same network, images and settings
               were tested before (:func:`xaifool.cache.cached_call`)
     """
-    if cache:
-        from .cache import cached_call
-
-        return cached_call("sanity-cascading", cascading, model, x, methods, target, order=order, seed=seed,
-                           layers=layers, metrics=metrics, options=options)
     methods = (methods,) if isinstance(methods, str) else tuple(methods)
     bad = [m for m in methods if m not in E.IMAGE_METHODS]
     if bad or not methods:
@@ -201,7 +196,19 @@ def cascading(model: nn.Module, x: torch.Tensor, methods, target=None, *, order:
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] == 0:
         raise ValueError(f"x must be a batch of images (B, C, H, W), got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    if cache:
+        from .cache import cached_call
+
+        return cached_call("sanity-cascading", cascading, model, x, methods, target, order=order, seed=seed,
+                           layers=layers, metrics=metrics, options=options)
     dev = next(model.parameters()).device
+    # the re-initialisations seed the global generator; leave it as it was, as a cached result does
+    cuda = [torch.cuda.current_device() if dev.index is None else dev.index] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        return _cascading(model, x, methods, target, order, seed, layers, metrics, options, dev)
+
+
+def _cascading(model, x, methods, target, order, seed, layers, metrics, options, dev) -> dict:
     x = x.to(dev)
     with torch.no_grad(), E._eval_mode(model):
         logits = model(x)

@@ -74,7 +74,7 @@ import json
 import math
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from numbers import Real
 
 import torch
@@ -362,10 +362,12 @@ MEMO_BYTES = 512 * 2 ** 20
 def _memo_key(model, x, target, method, batch_size, options) -> str:
     """Everything a map depends on: the network's content (:func:`xaifool.cache.module_digest`:
     weights, buffers, module classes, train/eval), the images and classes by value, the interpreter,
-    its options, the chunk size (SmoothGrad's noise is drawn per chunk), the device and the seed."""
+    its options, the chunk size (SmoothGrad's noise is drawn per chunk), the device and the active
+    profile (seed, and the defaults of options left out)."""
     return json.dumps({"model": module_digest(model), "x": _jsonable(x), "target": _jsonable(target),
                        "method": method, "options": _jsonable(dict(options)), "batch_size": int(batch_size),
-                       "device": str(_device(model)), "seed": get_config().seed}, sort_keys=True)
+                       "device": str(_device(model)), "profile": _jsonable(asdict(get_config().profile))},
+                      sort_keys=True)
 
 
 def clear_memo() -> None:
@@ -378,7 +380,7 @@ def _heatmaps(model, x, target, method, *, batch_size, options) -> torch.Tensor:
     taken from the in-process memo when the same network already explained the same images."""
     try:
         key = _memo_key(model, x, target, method, batch_size, options)
-    except ValueError:   # an option the key cannot hold (e.g. a callable): compute, do not remember
+    except (ValueError, TypeError):   # a value the key cannot hold (a callable, a bfloat16 image): not remembered
         key = None
     if key in _MEMO:
         _MEMO.move_to_end(key)
@@ -677,14 +679,15 @@ def evaluate(base: nn.Module, manipulated: nn.Module, x_test: torch.Tensor, y_te
     """
     _check_attack(attack)
     _check_method(method, E.IMAGE_METHODS)
-    if cache:
-        return cached_call("heo-evaluate", evaluate, base, manipulated, x_test, y_test, attack, method,
-                           classes=classes, n_pairs=n_pairs, region=region, k=k, batch_size=batch_size, seed=seed,
-                           options=options, encode=ModelResult.to_dict, decode=ModelResult.from_dict)
     for name, m in (("base", base), ("manipulated", manipulated)):
         _check_model(m, method, name)
     _check_images(x_test, "x_test")
     y_test = _check_labels(y_test, x_test.shape[0], "y_test", allow_none=attack != "swap")
+    if cache:
+        manipulated.to(_device(base))   # where a computed evaluation leaves it
+        return cached_call("heo-evaluate", evaluate, base, manipulated, x_test, y_test, attack, method,
+                           classes=classes, n_pairs=n_pairs, region=region, k=k, batch_size=batch_size, seed=seed,
+                           options=options, encode=ModelResult.to_dict, decode=ModelResult.from_dict)
     cfg = get_config()
     bs = cfg.profile.batch_size if batch_size is None else _check_int(batch_size, "batch_size", 1)
     options = dict(options or {})
