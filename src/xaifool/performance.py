@@ -295,16 +295,27 @@ def slowest_cells(build_dir: Path | str | None = None, n: int = 10) -> list[dict
 BOOK_BUILDS = ("cold", "warm")
 
 
+def _book_record(path) -> tuple[Path, dict]:
+    """The book-times record at ``path`` (default ``book-times-cpu.json``), or a new one, with this
+    machine's description (what its builds and installation were measured on)."""
+    import platform
+
+    import torch
+
+    path = Path(path) if path is not None else _folder(None) / "book-times-cpu.json"
+    rec = json.loads(path.read_text()) if path.is_file() else {"benchmark": "book-times", "builds": {}}
+    rec.update(device="cpu", device_name=platform.processor() or platform.machine(), threads=torch.get_num_threads(),
+               cpu_count=os.cpu_count(), torch=torch.__version__)
+    return path, rec
+
+
 def record_book_times(build_dir: Path | str | None, build: str, *, profile: str, path: Path | str | None = None,
                       commit: str = "", note: str = "") -> dict:
     """Store the page times of the build in ``build_dir`` (:func:`book_times`) as the ``build``
     (one of :data:`BOOK_BUILDS`) entry of ``benchmarks/results/book-times-cpu.json`` (or ``path``),
     keeping the other entry; written atomically. Only a build in which every page succeeded is
     recorded. Returns the record."""
-    import platform
     from datetime import datetime, timezone
-
-    import torch
 
     from .cache import atomic_write_text
 
@@ -316,10 +327,7 @@ def record_book_times(build_dir: Path | str | None, build: str, *, profile: str,
     failed = [r["page"] for r in rows if not r["succeeded"]]
     if failed:
         raise ValueError(f"build_dir holds a build in which {failed} failed; only a complete build is recorded")
-    path = Path(path) if path is not None else _folder(None) / "book-times-cpu.json"
-    rec = json.loads(path.read_text()) if path.is_file() else {"benchmark": "book-times", "builds": {}}
-    rec.update(device="cpu", device_name=platform.processor() or platform.machine(), threads=torch.get_num_threads(),
-               cpu_count=os.cpu_count(), torch=torch.__version__)
+    path, rec = _book_record(path)
     rec["builds"][build] = {
         "profile": profile, "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": commit,
         "note": note, "pages": [{"page": r["page"], "seconds": round(r["seconds"], 1)} for r in rows],
@@ -346,9 +354,7 @@ def record_install(seconds: float, *, command: str, packages: int, path: Path | 
         raise ValueError(f"seconds must be a positive number, got {seconds!r}")
     if not isinstance(packages, int) or packages < 1:
         raise ValueError(f"packages must be the number of packages installed (≥ 1), got {packages!r}")
-    path = Path(path) if path is not None else _folder(None) / "book-times-cpu.json"
-    rec = json.loads(path.read_text()) if path.is_file() else {"benchmark": "book-times", "builds": {},
-                                                                "threads": 1, "cpu_count": os.cpu_count()}
+    path, rec = _book_record(path)
     rec["install"] = {"seconds": round(float(seconds), 1), "time": datetime.now(timezone.utc).strftime(
         "%Y-%m-%dT%H:%M:%SZ"), "commit": commit, "command": command, "packages": packages, "note": note}
     atomic_write_text(path, json.dumps(rec, indent=1))
@@ -390,15 +396,12 @@ def book_times_table(rec: dict):
     frame = pd.DataFrame({f"{name} (s)": [c.get(p, float("nan")) for p in order] for name, c in cols.items()},
                          index=pd.Index(order, name="page"))
     frame.loc["total"] = frame.sum()
-    walls = {f"{name} (s)": b.get("wall_s") for name, b in rec["builds"].items()}
-    if any(w is not None for w in walls.values()):
-        label = "wall clock, " + ", ".join(sorted({f"{b['workers']} pages at a time" for b in rec["builds"].values()
-                                                    if b.get("wall_s") is not None}))
-        frame.loc[label] = [walls[c] if walls[c] is not None else float("nan") for c in frame.columns]
-    renders = {f"{name} (s)": b.get("render_s") for name, b in rec["builds"].items()}
-    if any(r is not None for r in renders.values()):
-        frame.loc["rendering the HTML"] = [renders[c] if renders[c] is not None else float("nan")
-                                           for c in frame.columns]
+    builds = rec["builds"].values()
+    at_a_time = ", ".join(sorted({f"{b['workers']} pages at a time" for b in builds if b.get("wall_s") is not None}))
+    for key, label in (("wall_s", f"wall clock, {at_a_time}"), ("render_s", "rendering the HTML")):
+        values = [b.get(key) for b in builds]
+        if any(v is not None for v in values):
+            frame.loc[label] = [float("nan") if v is None else v for v in values]
     return frame
 
 

@@ -70,7 +70,6 @@ CNNs, hence larger learning rates (:data:`DEFAULT_LR`) and the λ of :data:`DEFA
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from collections import OrderedDict
@@ -83,7 +82,7 @@ import torch.nn.functional as F
 
 from .. import explain as E
 from .. import metrics as M
-from ..cache import _jsonable, cached_call, module_digest
+from ..cache import cache_key, cached_call, module_digest
 from ..config import get_config
 from ..models import depthwise_as_convs, depthwise_as_shifts
 from .input import _check_int
@@ -364,10 +363,10 @@ def _memo_key(model, x, target, method, batch_size, options) -> str:
     weights, buffers, module classes, train/eval), the images and classes by value, the interpreter,
     its options, the chunk size (SmoothGrad's noise is drawn per chunk), the device and the active
     profile (seed, and the defaults of options left out)."""
-    return json.dumps({"model": module_digest(model), "x": _jsonable(x), "target": _jsonable(target),
-                       "method": method, "options": _jsonable(dict(options)), "batch_size": int(batch_size),
-                       "device": str(_device(model)), "profile": _jsonable(asdict(get_config().profile))},
-                      sort_keys=True)
+    return cache_key("heatmaps", {"model": module_digest(model), "x": x, "target": target, "method": method,
+                                  "options": dict(options), "batch_size": int(batch_size),
+                                  "device": str(_device(model)), "profile": asdict(get_config().profile)},
+                     depends=(__name__,))
 
 
 def clear_memo() -> None:
