@@ -9,6 +9,10 @@ NB ?= notebooks/01_interpreters.md
 # Plain `torch` on PyPI is a multi-GB CUDA build; that is fine on a GPU machine, and on a
 # CPU-only machine pip takes whatever torch the local wheel cache / constraints provide.
 PIP_FLAGS ?=
+# The packages are installed with uv (from PyPI, fetched in parallel: the same versions as pip picks,
+# in about a fifth of the time on a fresh machine); INSTALLER=pip uses pip alone, and pip takes over
+# by itself where uv cannot be installed or cannot reach its index (pip also reads pip.conf's indexes).
+INSTALLER ?= uv
 
 .PHONY: help install book test test-fast chapter notebooks bench clean clean-cache
 
@@ -22,7 +26,12 @@ help:
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+ifeq ($(INSTALLER),uv)
+	( $(PY) -m pip install -q uv && $(VENV)/bin/uv pip install -q --python $(PY) $(PIP_FLAGS) -e '.[book,test]' ) \
+	  || $(PY) -m pip install -q $(PIP_FLAGS) -e '.[book,test]'
+else
 	$(PY) -m pip install -q $(PIP_FLAGS) -e '.[book,test]'
+endif
 	touch $(STAMP)
 
 install: $(STAMP)
