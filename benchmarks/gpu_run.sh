@@ -14,7 +14,7 @@
 #
 # Writes benchmarks/results/attacks-cuda.json, benchmarks/results/full/<chapter>.json and logs
 # under benchmarks/results/full/logs/. The tabular chapter is CPU work (LIME, KernelSHAP): it runs
-# beside the GPU chapter on a few CPU threads; a part it has not finished is recorded as
+# beside the GPU chapters in TAB_JOBS processes; a part it has not finished is recorded as
 # "complete": false.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -42,11 +42,14 @@ if [ "${BENCH:-1}" != 0 ]; then
   echo "bench: rc ${PIPESTATUS[0]}, $(left) s left"
 fi
 
-# 2. the tabular chapter on 4 CPU threads in the background; the image chapters one after another on
+# 2. the tabular chapter in the background, its rows explained by TAB_JOBS processes of one thread
+#    each (default: all cores but 4, which feed the GPU); the image chapters one after another on
 #    the GPU (CHAPTERS, default: input, model, sanity), each stopped when the budget ends. A chapter
 #    writes its record after each finished part, so a stopped chapter keeps what it finished.
-(OMP_NUM_THREADS=4 MKL_NUM_THREADS=4 XAIFOOL_PROFILE=full XAIFOOL_DEVICE=cpu \
-   timeout $(( $(left) - 15 )) python3 -m xaifool full-results --only 08_experiments > "$LOGS/08_experiments.log" 2>&1;
+TAB_JOBS=${TAB_JOBS:-$(( $(nproc) > 5 ? $(nproc) - 4 : 1 ))}
+(OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 XAIFOOL_PROFILE=full XAIFOOL_DEVICE=cpu \
+   timeout $(( $(left) - 15 )) python3 -m xaifool full-results --only 08_experiments --jobs "$TAB_JOBS" \
+   > "$LOGS/08_experiments.log" 2>&1;
  echo "tabular: rc $?" >> "$LOGS/08_experiments.log") &
 for ch in ${CHAPTERS:-02a_input_manipulation 02b_model_manipulation 06_sanity_checks}; do
   [ "$(left)" -gt 30 ] || { echo "$ch: no time left"; continue; }

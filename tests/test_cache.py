@@ -1,3 +1,4 @@
+import functools
 import pytest
 import torch
 
@@ -74,6 +75,25 @@ def test_key_depends_on_package_code(edit):
     before = cache_key("a", {"x": 1})
     edit("models.py")
     assert cache_key("a", {"x": 1}) != before
+
+
+def test_key_depends_on_the_installed_library_versions(monkeypatch):
+    """An upgraded shap (or torch, …) must not be answered with an artefact the old one computed."""
+    from importlib.metadata import version
+
+    assert dict(C.library_versions())["shap"] == version("shap")
+    assert dict(C.library_versions())["torch"] == torch.__version__
+    C.clear_fingerprints()
+    before = cache_key("a", {"x": 1})
+    upgraded = tuple((n, v + ".post1" if n == "shap" else v) for n, v in C.library_versions())
+    monkeypatch.setattr(C, "library_versions", functools.lru_cache()(lambda: upgraded))
+    C.clear_fingerprints()
+    try:
+        assert cache_key("a", {"x": 1}) != before
+    finally:
+        monkeypatch.undo()
+        C.clear_fingerprints()
+    assert cache_key("a", {"x": 1}) == before
 
 
 @pytest.mark.parametrize("depends, attack_file", [

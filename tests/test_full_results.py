@@ -64,13 +64,20 @@ def test_recorded_results_in_the_repository_follow_the_schema():
         assert p.stem == rec["chapter"]
 
 
+@pytest.mark.parametrize("jobs", [0, -1, 1.5, True])
+def test_run_rejects_a_bad_number_of_jobs(jobs, tmp_path):
+    with pytest.raises(ValueError, match="jobs must be a positive number"):
+        full_results.run(["08_experiments"], out_dir=tmp_path, jobs=jobs)
+    assert not list(tmp_path.iterdir())   # nothing computed, nothing written
+
+
 @pytest.mark.slow
 def test_full_profile_code_paths_run_at_smoke_sizes(mirror_available, tmp_path):
     """``python -m xaifool full-results`` in the smoke profile: every chapter's paper-scale path runs
     end to end (a reader with a GPU must not discover a crash after an hour) and writes valid records."""
     env = {**os.environ, "XAIFOOL_PROFILE": "smoke", "XAIFOOL_DEVICE": "cpu", "XAIFOOL_CACHE": str(tmp_path / "cache")}
     out = tmp_path / "full"
-    proc = subprocess.run([sys.executable, "-m", "xaifool", "full-results", "--out", str(out)], cwd=REPO_ROOT,
+    proc = subprocess.run([sys.executable, "-m", "xaifool", "full-results", "--out", str(out), "--jobs", "2"], cwd=REPO_ROOT,
                           env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for chapter in full_results.CHAPTERS:

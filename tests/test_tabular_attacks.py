@@ -20,6 +20,7 @@ Each test checks a property the attacks must have, on seeded small runs of the r
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 
 from xaifool.attacks import concealment as C
@@ -111,6 +112,9 @@ def test_scaffold_fools_lime_but_keeps_f_on_real_rows(mirror_available, name):
     assert r["ranks_scaffold"][0] <= r["ranks_f"][0] / 2
     assert r["ranks_unrelated"][0] >= 0.8
     assert r["calls_per_row"] == 1.0  # each row's perturbations in one batched call
+    # every probe of every explained row is fresh: the attacker's rehearsal shares none of them
+    # (LIME's probes do not depend on the row here, so a shared seed would share the probes)
+    assert r["n_queries"] == 10 * (300 - 1)
     # the flip test on real rows still exposes the scaffold (uncovering)
     assert r["flip_scaffold"] >= 0.95
 
@@ -121,8 +125,15 @@ def test_scaffold_for_kernel_shap_keeps_fidelity(mirror_available):
     assert r["fidelity"] >= 0.95
     assert (r["detector_real"] + r["detector_fake"]) / 2 > 0.5  # better than chance on held-out data
     assert r["attr_f"].shape == (4, 9) and "ranks_scaffold_rows" in r
-    # the row alone, then all its coalitions in one call (+ one call on the background at set-up)
-    assert r["calls_per_row"] * 4 <= 2 * 4 + 1
+    # the row alone, then all its coalitions in one call (the set-up call on the background not counted)
+    assert r["calls_per_row"] == 2.0
+    # two processes: the same attributions and the same counts (the background is neither a query
+    # nor a per-row call, though each process scores it once)
+    r2 = T.scaffold_experiment("compas", "kernel_shap", n_explain=4, n_rows=10, n_samples=100, n_background=10,
+                               n_jobs=2)
+    assert torch.equal(r2["attr_scaffold"], r["attr_scaffold"]) and torch.equal(r2["attr_f"], r["attr_f"])
+    for key in ("n_queries", "detector_fake", "f_agree_queries", "calls_per_row"):
+        assert r2[key] == r[key], key
 
 
 # ---------------------------------------------------------------------------------------
@@ -154,6 +165,11 @@ def test_tradeoff_curve_is_monotone_and_ends_at_the_trivial_scaffolds(mirror_ava
     assert 0.3 < r["psi_agreement"] < 0.7  # a coin-flip column agrees with f about half the time
     pts = T.tradeoff_points(r)
     assert pts["operating"]["threshold"] == 0.5 and pts["keep97"]["routed"] >= 0.97
+    # a result without the sweep and without threshold 0 whose one threshold routes too few rows
+    bare = {"threshold": 0.9, "curve": {"threshold": [0.9], "routed": [0.5], "fidelity": [0.6], "top1": [0.0],
+                                        "top1_decoys": [1.0]}}
+    with pytest.raises(ValueError, match="sweep=True"):
+        T.tradeoff_points(bare)
 
 
 def test_two_decoys_fool_lime(mirror_available):
@@ -327,3 +343,10 @@ def test_forest_proba_equals_scikit_learn():
     forest = RandomForestClassifier(n_estimators=20, random_state=0).fit(X, y)
     Z = rng.normal(size=(300, 5)).astype(np.float32)
     np.testing.assert_array_equal(T.forest_proba(forest, Z), forest.predict_proba(Z))
+
+
+def test_rows_text_names_the_data_sets_only_where_counts_differ():
+    assert T.rows_text({"compas": 20, "german": 20, "adult": 20}) == "20"
+    assert T.rows_text({"compas": 1235, "german": 200, "adult": 603}) == "1,235 (COMPAS), 200 (German) and 603 (Adult)"
+    with pytest.raises(ValueError, match="counts"):
+        T.rows_text({})

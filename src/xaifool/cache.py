@@ -2,7 +2,9 @@
 
 ``cached(name, settings, compute, depends=...)`` returns ``compute()``'s value, stored at
 ``<cache_dir>/<name>/<key>.pt`` where ``key`` hashes ``name``, the JSON of ``settings`` and the
-source code the artefact depends on: the package version and the ``.py`` files of the modules
+source code the artefact depends on: the package version, the installed versions of the libraries
+that compute (:data:`LIBRARIES`: an upgraded ``shap`` or ``torch`` may change a result, so it is
+never answered with an artefact of the old one) and the ``.py`` files of the modules
 named in ``depends`` *and of every package module they import*, found by reading their
 ``import`` statements with :mod:`ast` (function-level imports included), so a change to the code
 that computes an artefact can never be answered with a stale one, while an edit elsewhere (a
@@ -38,7 +40,7 @@ from .config import get_config
 
 __all__ = ["PRESENTATION_MODULES", "package_modules", "default_depends", "dependency_closure", "code_fingerprint",
            "clear_fingerprints", "cache_key", "cache_path", "cached", "atomic_save", "atomic_write_text",
-           "module_digest", "cached_call"]
+           "module_digest", "cached_call", "LIBRARIES", "library_versions"]
 
 
 def _jsonable(obj: Any) -> Any:
@@ -215,7 +217,8 @@ def _closure(roots: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def code_fingerprint(depends=None) -> str:
-    """sha256 over the package version and the sources of :func:`dependency_closure` ``(depends)``.
+    """sha256 over the package version, :func:`library_versions` and the sources of
+    :func:`dependency_closure` ``(depends)``.
 
     Files are taken in sorted order, each as its path relative to the package and its bytes.
     The package's sources are read once per process, all together (restart the kernel after
@@ -224,10 +227,34 @@ def code_fingerprint(depends=None) -> str:
     return _fingerprint(dependency_closure(depends))
 
 
+#: Distributions whose installed version is part of every key: the libraries that compute the
+#: book's artefacts (a missing one counts as "absent").
+LIBRARIES = ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "scikit-image", "captum", "zennit",
+             "shap", "lime")
+
+
+@lru_cache(maxsize=None)
+def library_versions() -> tuple[tuple[str, str], ...]:
+    """((distribution, installed version), …) of :data:`LIBRARIES`, read from the installed metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in LIBRARIES:
+        if name == "torch":   # with its build (e.g. +cu130, +cpu), which the metadata leaves out
+            out.append((name, torch.__version__))
+            continue
+        try:
+            out.append((name, version(name)))
+        except PackageNotFoundError:
+            out.append((name, "absent"))
+    return tuple(out)
+
+
 @lru_cache(maxsize=None)
 def _fingerprint(closure: tuple[str, ...]) -> str:
     modules = package_modules()
     h = hashlib.sha256(__version__.encode())
+    h.update(json.dumps(library_versions()).encode())
     sources = _sources()
     for rel in sorted(modules[m] for m in closure):
         for part in (rel.encode(), sources[rel]):
@@ -238,7 +265,7 @@ def _fingerprint(closure: tuple[str, ...]) -> str:
 
 def clear_fingerprints() -> None:
     """Forget the sources read so far (they are read once per process otherwise)."""
-    for f in (package_modules, _sources, _direct_imports, _closure, _fingerprint):
+    for f in (package_modules, _sources, _direct_imports, _closure, _fingerprint, library_versions):
         f.cache_clear()
 
 

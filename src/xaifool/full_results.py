@@ -40,7 +40,7 @@ _REQUIRED = {"schema": str, "chapter": str, "profile": str, "device": str, "devi
              "settings": dict, "numbers": dict}
 
 
-def _input_chapter(P, partial):
+def _input_chapter(P, partial, jobs=1):
     from . import experiments as X
 
     s = X.input_setup(P)
@@ -51,7 +51,7 @@ def _input_chapter(P, partial):
     return numbers(X.input_results(P, s, on_done=lambda r: partial(numbers(r))))
 
 
-def _model_chapter(P, partial):
+def _model_chapter(P, partial, jobs=1):
     from .attacks import model as MM
 
     out: dict = {}
@@ -68,7 +68,7 @@ def _model_chapter(P, partial):
     return out
 
 
-def _sanity_chapter(P, partial):
+def _sanity_chapter(P, partial, jobs=1):
     from . import sanity as S
 
     out: dict = {}
@@ -79,13 +79,14 @@ def _sanity_chapter(P, partial):
     return out
 
 
-def _tabular_chapter(P, partial):
+def _tabular_chapter(P, partial, jobs=1):
     from . import experiments as X
 
-    return X.tabular_numbers(on_done=partial)
+    return X.tabular_numbers(on_done=partial, n_jobs=jobs)
 
 
-#: chapter (notebook stem) → (function(profile, partial) → numbers, the profile fields it depends on)
+#: chapter (notebook stem) → (function(profile, partial, jobs) → numbers, the profile fields it depends on);
+#: ``jobs``: processes for CPU-bound explainers (LIME, KernelSHAP), the numbers do not depend on it
 CHAPTERS = {
     "02a_input_manipulation": (_input_chapter, (
         "attack_n_cifar", "attack_n_imagenet", "attack_iters", "attack_iters_imagenet", "dombrowski_iters",
@@ -191,12 +192,16 @@ def load(chapter: str, results_dir: Path | None = None, *, profile: str = "full"
     return rec if rec["profile"] == profile else None
 
 
-def run(only=None, out_dir: Path | None = None, command: str = "", log=print) -> list[Path]:
-    """Compute and write the record of every chapter in ``only`` (default: all), in the active profile."""
+def run(only=None, out_dir: Path | None = None, command: str = "", log=print, jobs: int = 1) -> list[Path]:
+    """Compute and write the record of every chapter in ``only`` (default: all), in the active profile;
+    ``jobs`` processes explain the tabular chapter's rows (each row seeded by its index: the numbers
+    do not depend on it)."""
     chapters = list(CHAPTERS) if not only else list(only)
     bad = [c for c in chapters if c not in CHAPTERS]
     if bad:
         raise ValueError(f"only must name chapters among {sorted(CHAPTERS)}, got {bad}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive number of processes, got {jobs!r}")
     P = get_config().profile
     written = []
     for chapter in chapters:
@@ -208,7 +213,7 @@ def run(only=None, out_dir: Path | None = None, command: str = "", log=print) ->
             write(record(chapter, json.loads(json.dumps(numbers)), seconds=time.perf_counter() - t0,
                          complete=False, command=command), out_dir)
 
-        numbers = fn(P, partial)
+        numbers = fn(P, partial, jobs=jobs)
         path = write(record(chapter, numbers, seconds=time.perf_counter() - t0, command=command), out_dir)
         log(f"   {time.perf_counter() - t0:.1f} s -> {path}")
         written.append(path)

@@ -508,7 +508,8 @@ def explain_outputs(fn, rows: np.ndarray, ds: TabularDataset, explainer: str, *,
                 wherever it runs, so the result does not depend on ``n_jobs``
     timing:     if a dict, receives ``model_s`` (seconds inside ``fn``: model and detector calls) and
                 ``explainer_s`` (the rest of each process's time: inside lime / shap), both summed
-                over processes, ``wall_s``, ``calls`` and ``processes``
+                over processes, ``wall_s``, ``calls`` (per-row calls: KernelSHAP's one call on the
+                background per process is not counted, so it does not depend on ``n_jobs``) and ``processes``
     states:     if a list, receives ``fn.state()`` of each process's copy of ``fn``
     """
     explainer = check_explainer(explainer)
@@ -541,8 +542,10 @@ def explain_outputs(fn, rows: np.ndarray, ds: TabularDataset, explainer: str, *,
     out = np.concatenate([p[0] for p in parts], axis=1) if parts else np.zeros((len(labels), 0, d))
     if timing is not None:
         model_s = float(sum(p[1] for p in parts))
+        setup = len(chunks) if explainer == "kernel_shap" else 0   # each process's explainer scores the background once
         timing.update(model_s=model_s, explainer_s=float(sum(p[4] for p in parts)) - model_s,
-                      wall_s=time.perf_counter() - t0, calls=int(sum(p[2] for p in parts)), processes=len(chunks))
+                      wall_s=time.perf_counter() - t0, calls=int(sum(p[2] for p in parts)) - setup,
+                      processes=len(chunks))
     if states is not None:
         states.extend(p[3] for p in parts)
     return out
@@ -580,6 +583,13 @@ class _Recorder:
         X = np.asarray(X)
         self.batches.append(X.astype(np.float32).copy())
         return self.model.predict_proba(X)
+
+
+def rehearsal_seed(ds: TabularDataset, seed: int) -> int:
+    """The first seed of the attacker's rehearsal of the explainer (:func:`build_scaffold`): past every
+    seed an auditor uses on ``ds`` (test row ``i`` is explained with ``seed + i``), so that no probe
+    of the rehearsal is one of the auditor's."""
+    return int(seed) + len(ds.X_test)
 
 
 def collect_queries(ds: TabularDataset, explainer: str, rows: np.ndarray, *, seed: int | None = None,
@@ -674,7 +684,8 @@ def train_detector(X_real: np.ndarray, X_fake: np.ndarray, *, seed: int | None =
 
     The grid is learnt from all of ``X_real``. The decision threshold on P(real) is ``threshold``
     if given, else the smaller of 0.5 and the ``real_quantile`` quantile of the out-of-bag P(real)
-    of the real rows, so that at least about ``1 − real_quantile`` of real rows are called real:
+    of the real rows (an observed score: at least ``1 − real_quantile`` of the real rows with a score
+    reach it, ties with the threshold included), so that real rows are called real:
     the attacker's first goal is to behave like ``f`` on real data.
     """
     from sklearn.ensemble import RandomForestClassifier
@@ -697,7 +708,9 @@ def train_detector(X_real: np.ndarray, X_fake: np.ndarray, *, seed: int | None =
         warnings.simplefilter("ignore")  # a row never out of bag gives NaN OOB scores (and a warning)
         det.forest.fit(det.features(np.vstack([R, Q])), np.r_[np.ones(n), np.zeros(n)].astype(int))
     oob = det.forest.oob_decision_function_[:n, 1]
-    det.threshold_ = float(min(0.5, np.nanquantile(oob, real_quantile))) if threshold is None else float(threshold)
+    # method="lower": an observed score, so that at least 1 − real_quantile of the rows reach it
+    det.threshold_ = (float(min(0.5, np.nanquantile(oob, real_quantile, method="lower"))) if threshold is None
+                      else float(threshold))
     det.forest.set_params(n_jobs=1)  # predictions on a few thousand rows: threads cost more than they save
     det.fake_keys = _row_keys(X_fake)  # every query it could have seen: held-out scores leave them out
     return det
@@ -784,8 +797,11 @@ def build_scaffold(ds: TabularDataset, explainer: str, *, config: ScaffoldConfig
         n_rows = _check_int("n_rows", n_rows, 1, len(ds.X_train))
         rng = np.random.default_rng(seed + 1)
         rows = ds.X_train[rng.choice(len(ds.X_train), n_rows, replace=False)]
-        # The adversary rehearses the explainer with a different seed from the auditor's.
-        fake = collect_queries(ds, explainer, rows, seed=seed + 1, n_background=k, background=config.background,
+        # The adversary rehearses the explainer with seeds the auditor never uses: the auditor seeds
+        # test row i with seed + i (i < len(X_test)); LIME's probes without sample_around_instance do
+        # not depend on the row, so a shared seed would hand the detector the auditor's exact probes.
+        fake = collect_queries(ds, explainer, rows, seed=rehearsal_seed(ds, seed), n_background=k,
+                               background=config.background,
                                lime_around_instance=config.lime_around_instance, **options)
         det = train_detector(ds.X_train, fake, seed=seed, threshold=config.threshold)
     return ScaffoldedClassifier(f, psi, det)
@@ -952,7 +968,10 @@ def scaffold_experiment(name: str, explainer: str, *, config: str | ScaffoldConf
         thresholds = sorted({t_op} | ({0.0} if ends else set()) | (set(TRADEOFF_THRESHOLDS) if sweep else set()))
         thresholds += [float("inf")] if ends else []
         rows = ds.X_test[np.random.default_rng(seed + 2).choice(len(ds.X_test), n_exp, replace=False)]
-        routes = _Routes(adv, thresholds, t_op, adv.detector.fake_keys | _row_keys(rows))
+        # fresh queries only: not a probe the detector saw, not an explained row, not KernelSHAP's
+        # background (scored once per process: counting it would make the shares depend on n_jobs)
+        bg_keys = _row_keys(background_summary(ds, k, conf.background, seed)) if explainer == "kernel_shap" else set()
+        routes = _Routes(adv, thresholds, t_op, adv.detector.fake_keys | _row_keys(rows) | bg_keys)
         timing, states = {}, []
         A = explain_outputs(routes, rows, ds, explainer, n_outputs=len(thresholds), n_samples=n_samples,
                             n_background=k, background=conf.background, seed=seed,
@@ -1003,6 +1022,23 @@ def scaffold_experiment(name: str, explainer: str, *, config: str | ScaffoldConf
     return cached("slack-scaffold", settings, compute)
 
 
+#: How the prose names the data sets.
+DATASET_TITLES = {"compas": "COMPAS", "german": "German", "adult": "Adult"}
+
+
+def rows_text(counts: dict) -> str:
+    """The explained rows per data set as prose: ``"20"`` where every data set has the same count,
+    else ``"1,235 (COMPAS), 200 (German) and 603 (Adult)"`` (the full profile explains shares of
+    the test splits). ``counts``: data set → rows."""
+    if not counts:
+        raise ValueError("counts must name at least one data set")
+    values = [int(v) for v in counts.values()]
+    if len(set(values)) == 1:
+        return f"{values[0]:,}"
+    parts = [f"{v:,} ({DATASET_TITLES.get(n, n)})" for n, v in zip(counts, values)]
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 def tradeoff_points(result: dict) -> dict:
     """The trade-off curve of one :func:`scaffold_experiment` result, with its two marked points:
 
@@ -1016,6 +1052,9 @@ def tradeoff_points(result: dict) -> dict:
            zip(c["threshold"], c["routed"], c["fidelity"], c["top1"], c["top1_decoys"])]
     op = next(p for p in pts if p["threshold"] == result["threshold"])
     ok = [p for p in pts if p["routed"] >= 1 - DETECTOR_REAL_QUANTILE]
+    if not ok:
+        raise ValueError("result has no swept threshold that routes ≥ 97 % of real rows to f: run "
+                         "scaffold_experiment with sweep=True (or explain_f=True, which adds threshold 0)")
     return {"curve": pts, "operating": op, "keep97": max(ok, key=lambda p: p["threshold"])}
 
 
