@@ -350,3 +350,32 @@ def test_rows_text_names_the_data_sets_only_where_counts_differ():
     assert T.rows_text({"compas": 1235, "german": 200, "adult": 603}) == "1,235 (COMPAS), 200 (German) and 603 (Adult)"
     with pytest.raises(ValueError, match="counts"):
         T.rows_text({})
+
+
+def test_probe_keys_depend_on_the_row_and_the_seed_only():
+    X = np.random.default_rng(0).normal(size=(500, 7)).astype(np.float32)
+    k = T.probe_keys(X, 3)
+    perm = np.random.default_rng(1).permutation(len(X))
+    assert np.array_equal(T.probe_keys(X[perm], 3), k[perm])           # order does not matter
+    assert np.array_equal(T.probe_keys(X[:10], 3), k[:10])             # nor the other rows
+    assert len(np.unique(k)) == len(X) and not np.array_equal(T.probe_keys(X, 4), k)
+    # the smallest keys pick a uniform sample: about half of the kept rows come from each half
+    X = np.arange(20000, dtype=np.float32)[:, None]
+    kept = np.argsort(T.probe_keys(X, 0))[:2000]
+    assert 0.45 < (kept < 10000).mean() < 0.55
+
+
+def test_bounded_rehearsal_is_a_sample_of_the_queries_whatever_the_processes(german):
+    opts = dict(n_samples=60, n_background=5)
+    rows = german.X_train[:6]
+    every = T.collect_queries(german, "kernel_shap", rows, seed=5, **opts)
+    one = T.collect_queries(german, "kernel_shap", rows, seed=5, limit=100, **opts)
+    two = T.collect_queries(german, "kernel_shap", rows, seed=5, limit=100, n_jobs=2, **opts)
+    assert np.array_equal(one, two) and 90 <= len(one) <= 100           # ≤ limit, explained rows dropped
+    keys = T._row_keys(every)
+    assert len(T._row_keys(one)) == len(one) and all(r.tobytes() in keys for r in one)   # distinct queries
+    assert T._row_keys(rows).isdisjoint(T._row_keys(one))
+    roomy = T.collect_queries(german, "kernel_shap", rows, seed=5, limit=10**7, n_jobs=2, **opts)
+    assert T._row_keys(roomy) == keys                                    # a large limit keeps every distinct query
+    with pytest.raises(ValueError, match="limit"):
+        T.collect_queries(german, "lime", rows, limit=0)

@@ -61,7 +61,7 @@ __all__ = [
     "ScaffoldConfig", "scaffold_config", "check_dataset", "check_explainer", "dataset_card", "reference_accuracy",
     "with_unrelated", "with_pairs", "prepare_dataset",
     "BiasedClassifier", "InnocuousClassifier", "ScaffoldedClassifier", "explain_proba", "explain_outputs",
-    "background_summary", "collect_queries", "OffGridDetector", "ForestDetector", "train_detector",
+    "background_summary", "collect_queries", "probe_keys", "REHEARSAL_PROBES", "OffGridDetector", "ForestDetector", "train_detector",
     "train_perturbation_detector", "forest_proba", "build_scaffold", "sensitive_rank", "rank_shares", "flip_rate",
     "scaffold_experiment", "tradeoff_points", "rank_share_figure", "tradeoff_figure",
 ]
@@ -573,16 +573,63 @@ def explain_proba(predict_proba, rows: np.ndarray, ds: TabularDataset, explainer
 # Detectors
 # --------------------------------------------------------------------------------------
 
-class _Recorder:
-    """A ``predict_proba`` that answers like ``model`` and keeps every batch it is asked about."""
+#: Probes the book's attacker keeps from its rehearsal of the explainer (:func:`collect_queries`),
+#: as many as :func:`train_detector` can use (its ``max_rows``).
+REHEARSAL_PROBES = 20000
 
-    def __init__(self, model):
-        self.model, self.batches = model, []
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser, element-wise on uint64 (wrapping arithmetic)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def probe_keys(X: np.ndarray, seed: int) -> np.ndarray:
+    """A pseudo-random uint64 per row of ``X`` that depends only on the row's float32 values and
+    ``seed``: keeping the rows with the smallest keys draws a uniform sample of the distinct rows
+    that does not depend on the order or the grouping in which they were seen."""
+    U = np.ascontiguousarray(X, dtype=np.float32).reshape(len(X), -1).view(np.uint32).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        h = _mix64(np.full(len(U), np.uint64(int(seed) % 2**64) ^ _GOLDEN, dtype=np.uint64))
+        for j in range(U.shape[1]):
+            h = _mix64(h ^ (U[:, j] + _GOLDEN))
+    return h
+
+
+def _smallest_keys(rows: np.ndarray, keys: np.ndarray, limit: int | None):
+    """The distinct rows with the ``limit`` smallest keys (all distinct rows if None), by key."""
+    keys, first = np.unique(keys, return_index=True)   # sorted; one row per key
+    rows = rows[first]
+    return (rows, keys) if limit is None else (rows[:limit], keys[:limit])
+
+
+class _Recorder:
+    """``model``'s class-1 probability (an (m, 1) column) that keeps the points it is asked about:
+    every batch (``limit=None``), or the distinct points with the ``limit`` smallest
+    :func:`probe_keys` — a uniform sample in bounded memory, the same whichever process saw which
+    rows. ``state()`` returns what it kept (it travels back from worker processes)."""
+
+    def __init__(self, model, limit: int | None = None, seed: int = 0):
+        self.model, self.limit, self.seed, self.batches = model, limit, int(seed), []
+        self.rows, self.keys = None, None
 
     def __call__(self, X):
         X = np.asarray(X)
-        self.batches.append(X.astype(np.float32).copy())
-        return self.model.predict_proba(X)
+        Xf = np.ascontiguousarray(X, dtype=np.float32).copy()
+        if self.limit is None:
+            self.batches.append(Xf)
+        else:
+            k = probe_keys(Xf, self.seed)
+            if self.rows is not None:
+                Xf, k = np.concatenate([self.rows, Xf]), np.concatenate([self.keys, k])
+            self.rows, self.keys = _smallest_keys(Xf, k, self.limit)
+        return np.asarray(self.model.predict_proba(X))[:, 1:2]
+
+    def state(self):
+        return self.batches if self.limit is None else [(self.rows, self.keys)]
 
 
 def rehearsal_seed(ds: TabularDataset, seed: int) -> int:
@@ -593,16 +640,31 @@ def rehearsal_seed(ds: TabularDataset, seed: int) -> int:
 
 
 def collect_queries(ds: TabularDataset, explainer: str, rows: np.ndarray, *, seed: int | None = None,
-                    **options) -> np.ndarray:
-    """Every point the explainer queries while explaining ``rows`` (answered by ``f``), stacked (m, d).
+                    limit: int | None = None, n_jobs: int = 1, **options) -> np.ndarray:
+    """The points the explainer queries while explaining ``rows`` (answered by ``f``), stacked (m, d).
+
+    limit:   None: every query, in the order they were made; else a uniform sample of at most
+             ``limit`` distinct queries (smallest :func:`probe_keys`, keyed with ``seed``), kept in
+             bounded memory — KernelSHAP's rehearsal on the full profile makes tens of millions
+    n_jobs:  processes (each explains a share of ``rows``; the result does not depend on it)
 
     The explained rows themselves are removed (LIME's first sample is the row; KernelSHAP
     evaluates the row alone once): they are real, not perturbations. ``options`` go to
-    :func:`explain_proba` (one process, so the recording stays here).
+    :func:`explain_outputs` (LIME / KernelSHAP settings).
     """
-    rec = _Recorder(BiasedClassifier(ds.sensitive_index))
-    explain_proba(rec, rows, ds, explainer, seed=seed, **options)
-    return _drop_rows(np.concatenate(rec.batches), rows)
+    seed = get_config().seed if seed is None else int(seed)
+    if limit is not None:
+        limit = _check_int("limit", limit, 1)
+    rec = _Recorder(BiasedClassifier(ds.sensitive_index), limit=limit, seed=seed)
+    states: list = []
+    explain_outputs(rec, rows, ds, explainer, n_outputs=1, seed=seed,
+                    n_jobs=n_jobs, states=states, **options)
+    if limit is None:
+        Q = np.concatenate([b for batches in states for b in batches])
+    else:
+        parts = [part for st in states for part in st if part[0] is not None]
+        Q = _smallest_keys(np.concatenate([r for r, _ in parts]), np.concatenate([k for _, k in parts]), limit)[0]
+    return _drop_rows(Q, rows)
 
 
 def _row_keys(X) -> set:
@@ -770,14 +832,17 @@ def train_perturbation_detector(ds: TabularDataset, explainer: str, config: Scaf
 
 
 def build_scaffold(ds: TabularDataset, explainer: str, *, config: ScaffoldConfig | str = "book",
-                   n_rows: int | None = None, seed: int | None = None, **options) -> ScaffoldedClassifier:
+                   n_rows: int | None = None, seed: int | None = None, n_jobs: int = 1,
+                   **options) -> ScaffoldedClassifier:
     """Slack et al.'s adversarial classifier for ``ds`` (which must carry ``config``'s decoy columns).
 
     config: a :class:`ScaffoldConfig` or a name of :data:`SCAFFOLD_CONFIGS`
     n_rows: book detector only — training rows whose explainer queries train the detector
             (default ``profile.scaffold_detector_rows``); real examples are drawn from all
             training rows (subsampled to as many as there are queries, see :func:`train_detector`)
-    options: ``n_samples``, ``n_background`` for the book detector's rehearsal of the explainer
+    options: ``n_samples``, ``n_background`` for the book detector's rehearsal of the explainer,
+            which keeps a uniform sample of :data:`REHEARSAL_PROBES` distinct probes and runs in
+            ``n_jobs`` processes (the scaffold does not depend on it)
     """
     explainer = check_explainer(explainer)
     if not isinstance(config, ScaffoldConfig):
@@ -800,10 +865,10 @@ def build_scaffold(ds: TabularDataset, explainer: str, *, config: ScaffoldConfig
         # The adversary rehearses the explainer with seeds the auditor never uses: the auditor seeds
         # test row i with seed + i (i < len(X_test)); LIME's probes without sample_around_instance do
         # not depend on the row, so a shared seed would hand the detector the auditor's exact probes.
-        fake = collect_queries(ds, explainer, rows, seed=rehearsal_seed(ds, seed), n_background=k,
-                               background=config.background,
+        fake = collect_queries(ds, explainer, rows, seed=rehearsal_seed(ds, seed), limit=REHEARSAL_PROBES,
+                               n_jobs=n_jobs, n_background=k, background=config.background,
                                lime_around_instance=config.lime_around_instance, **options)
-        det = train_detector(ds.X_train, fake, seed=seed, threshold=config.threshold)
+        det = train_detector(ds.X_train, fake, seed=seed, threshold=config.threshold, max_rows=REHEARSAL_PROBES)
     return ScaffoldedClassifier(f, psi, det)
 
 
@@ -961,7 +1026,8 @@ def scaffold_experiment(name: str, explainer: str, *, config: str | ScaffoldConf
         n_exp = _check_int("n_explain", n_exp, 1, len(ds.X_test))
         t0 = time.perf_counter()
         opts = {"n_samples": n_samples} if conf.detector == "queries" else {}
-        adv = build_scaffold(ds, explainer, config=conf, n_rows=n_rows, seed=seed, n_background=k, **opts)
+        adv = build_scaffold(ds, explainer, config=conf, n_rows=n_rows, seed=seed, n_background=k, n_jobs=n_jobs,
+                             **opts)
         t_detector = time.perf_counter() - t0
         t_op = adv.threshold_
         ends = explain_f or sweep
