@@ -346,10 +346,12 @@ def test_forest_proba_equals_scikit_learn():
 
 
 def test_rows_text_names_the_data_sets_only_where_counts_differ():
-    assert T.rows_text({"compas": 20, "german": 20, "adult": 20}) == "20"
-    assert T.rows_text({"compas": 1235, "german": 200, "adult": 603}) == "1,235 (COMPAS), 200 (German) and 603 (Adult)"
+    from xaifool import experiments as X
+
+    assert X.rows_text({"compas": 20, "german": 20, "adult": 20}) == "20"
+    assert X.rows_text({"compas": 1235, "german": 200, "adult": 603}) == "1,235 (COMPAS), 200 (German) and 603 (Adult)"
     with pytest.raises(ValueError, match="counts"):
-        T.rows_text({})
+        X.rows_text({})
 
 
 def test_probe_keys_depend_on_the_row_and_the_seed_only():

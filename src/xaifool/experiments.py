@@ -224,6 +224,23 @@ def input_paper_rows(n: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
+#: How the prose names the data sets.
+DATASET_TITLES = {"compas": "COMPAS", "german": "German", "adult": "Adult"}
+
+
+def rows_text(counts: dict) -> str:
+    """The explained rows per data set as prose: ``"20"`` where every data set has the same count,
+    else ``"1,235 (COMPAS), 200 (German) and 603 (Adult)"`` (the full profile explains shares of
+    the test splits). ``counts``: data set → rows."""
+    if not counts:
+        raise ValueError("counts must name at least one data set")
+    values = [int(v) for v in counts.values()]
+    if len(set(values)) == 1:
+        return f"{values[0]:,}"
+    parts = [f"{v:,} ({DATASET_TITLES.get(n, n)})" for n, v in zip(counts, values)]
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 def tabular_recorded_cells(rec: dict | None) -> list[str]:
     """Chapter 08's "paper vs this book" rows (COMPAS: Slack with LIME, with KernelSHAP — under Slack's
     settings, then under the book's; Dimanov) as
@@ -237,7 +254,7 @@ def tabular_recorded_cells(rec: dict | None) -> list[str]:
     for key in ("slack_settings", "slack"):
         for e in ("lime", "kernel_shap"):
             r = rec["numbers"].get(key, {}).get("compas", {}).get(e)
-            cells.append(f"{r['top1_f']:.0%} → {r['top1_scaffold']:.0%} on {r['n_explain']} rows, fidelity "
+            cells.append(f"{r['top1_f']:.0%} → {r['top1_scaffold']:.0%} on {r['n_explain']:,} rows, fidelity "
                          f"{r['fidelity']:.0%}{where}" if r else "not recorded")
     d = dim.get("compas")
     cells.append(f"gradient share {d['before']['share_gradient']:.2f} → {d['after']['share_gradient']:.2f}, "

@@ -1088,23 +1088,6 @@ def scaffold_experiment(name: str, explainer: str, *, config: str | ScaffoldConf
     return cached("slack-scaffold", settings, compute)
 
 
-#: How the prose names the data sets.
-DATASET_TITLES = {"compas": "COMPAS", "german": "German", "adult": "Adult"}
-
-
-def rows_text(counts: dict) -> str:
-    """The explained rows per data set as prose: ``"20"`` where every data set has the same count,
-    else ``"1,235 (COMPAS), 200 (German) and 603 (Adult)"`` (the full profile explains shares of
-    the test splits). ``counts``: data set → rows."""
-    if not counts:
-        raise ValueError("counts must name at least one data set")
-    values = [int(v) for v in counts.values()]
-    if len(set(values)) == 1:
-        return f"{values[0]:,}"
-    parts = [f"{v:,} ({DATASET_TITLES.get(n, n)})" for n, v in zip(counts, values)]
-    return ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
 def tradeoff_points(result: dict) -> dict:
     """The trade-off curve of one :func:`scaffold_experiment` result, with its two marked points:
 
