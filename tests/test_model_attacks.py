@@ -480,6 +480,9 @@ def test_memo_misses_whenever_the_maps_would_differ(monkeypatch):
     for s in range(5):
         maps(x=x + s / 100)
     assert len(HM._MEMO) == 3
+    assert HM._MEMO_HELD[0] == sum(v.numel() * v.element_size() for v in HM._MEMO.values())
+    HM.clear_memo()
+    assert not HM._MEMO and HM._MEMO_HELD[0] == 0
 
 
 def test_evaluation_through_the_cache_is_the_evaluation(tmp_cache, monkeypatch):

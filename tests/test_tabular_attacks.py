@@ -236,6 +236,19 @@ def test_explain_proba_and_explain_share_one_seeding_path(german):
     np.testing.assert_array_equal(one, two)
 
 
+def test_a_computed_background_gives_the_same_kernel_shap_values(german):
+    f = T.BiasedClassifier(german.sensitive_index)
+    fn = lambda X: f.predict_proba(X)[:, 1:]  # noqa: E731
+    rows = german.X_test[:2]
+    opts = dict(n_outputs=1, n_samples=60, n_background=5, background="kmeans_std", seed=4)
+    fresh = T.explain_outputs(fn, rows, german, "kernel_shap", **opts)
+    bg = T._background(german, "kmeans_std", 5, 4)
+    given = T.explain_outputs(fn, rows, german, "kernel_shap", background_data=bg, **opts)
+    np.testing.assert_array_equal(fresh, given)
+    with pytest.raises(ValueError, match="background_data"):
+        T.explain_outputs(fn, rows, german, "kernel_shap", background_data=bg.data[:, :3], **opts)
+
+
 # ---------------------------------------------------------------------------------------
 # Dimanov et al.: concealment
 # ---------------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import get_config
+from .models import channels_last
 
 __all__ = ["Method", "METHODS", "IMAGE_METHODS", "TABULAR_METHODS", "DIFFERENTIABLE_METHODS", "LRP_COMPOSITES",
            "explain", "heatmap", "attribute", "postprocess", "lrp_objective_gradient", "lime_table", "kernel_shap_table"]
@@ -470,9 +471,8 @@ def _probabilities(model, batch_size):
     @torch.no_grad()
     def fn(arr: np.ndarray) -> np.ndarray:
         t = torch.as_tensor(np.asarray(arr), dtype=torch.float32)
-        # image perturbations: forward-only, faster in channels-last order on a CPU (see models.channels_last)
-        fmt = torch.channels_last if t.dim() == 4 else torch.contiguous_format
-        outs = [F.softmax(model(t[i:i + batch_size].to(dev).contiguous(memory_format=fmt)), 1).cpu()
+        # image perturbations are forward-only: faster in channels-last order on a CPU
+        outs = [F.softmax(model(channels_last(t[i:i + batch_size].to(dev))), 1).cpu()
                 for i in range(0, len(t), batch_size)]
         return torch.cat(outs).double().numpy()
 

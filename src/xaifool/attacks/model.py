@@ -356,6 +356,7 @@ def composite_recognition(model: nn.Module, composites: torch.Tensor, class_a: i
 _MEMO: OrderedDict[str, torch.Tensor] = OrderedDict()
 #: Bytes the memo may hold before it forgets the least recently used maps.
 MEMO_BYTES = 512 * 2 ** 20
+_MEMO_HELD = [0]   # bytes the memo holds now (kept with every insert and eviction)
 
 
 def _memo_key(model, x, target, method, batch_size, options) -> str:
@@ -372,6 +373,7 @@ def _memo_key(model, x, target, method, batch_size, options) -> str:
 def clear_memo() -> None:
     """Forget the maps :func:`_heatmaps` remembers (tests; freeing memory)."""
     _MEMO.clear()
+    _MEMO_HELD[0] = 0
 
 
 def _heatmaps(model, x, target, method, *, batch_size, options) -> torch.Tensor:
@@ -393,8 +395,10 @@ def _heatmaps(model, x, target, method, *, batch_size, options) -> torch.Tensor:
     if key is None:
         return h
     _MEMO[key] = h.clone()
-    while _MEMO and sum(v.numel() * v.element_size() for v in _MEMO.values()) > MEMO_BYTES:
-        _MEMO.popitem(last=False)
+    _MEMO_HELD[0] += h.numel() * h.element_size()
+    while _MEMO and _MEMO_HELD[0] > MEMO_BYTES:
+        _, old = _MEMO.popitem(last=False)
+        _MEMO_HELD[0] -= old.numel() * old.element_size()
     return h
 
 

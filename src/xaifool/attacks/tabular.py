@@ -493,7 +493,7 @@ class _Timed:
 def explain_outputs(fn, rows: np.ndarray, ds: TabularDataset, explainer: str, *, n_outputs: int,
                     n_samples: int | str | None = None, n_background: int | None = None, background: str = "kmeans",
                     seed: int | None = None, lime_around_instance: bool = False, n_jobs: int = 1,
-                    timing: dict | None = None, states: list | None = None) -> np.ndarray:
+                    timing: dict | None = None, states: list | None = None, background_data=None) -> np.ndarray:
     """Attributions (n_outputs, n, d) of the ``n_outputs`` columns of ``fn(X)`` with the real lime / shap.
 
     All outputs are explained on the *same* perturbations (LIME fits one linear model per column,
@@ -502,6 +502,9 @@ def explain_outputs(fn, rows: np.ndarray, ds: TabularDataset, explainer: str, *,
                 KernelSHAP row (the row alone, then all its coalitions), plus once on the background
     background: KernelSHAP only, one of :data:`BACKGROUNDS`; ``n_background`` centres / rows
                 (default ``profile.shap_background``)
+    background_data: KernelSHAP only: that background already computed (:func:`_background` of the
+                same data set, method, ``n_background`` and seed), so that a caller explaining
+                several times does not run its k-means again; it must have the data set's columns
     n_samples:  LIME samples / KernelSHAP coalitions per row (default from the profile; KernelSHAP
                 also accepts ``"auto"``, shap's 2·d + 2048)
     n_jobs:     processes; rows are split into contiguous chunks, and row i is seeded with seed + i
@@ -527,8 +530,14 @@ def explain_outputs(fn, rows: np.ndarray, ds: TabularDataset, explainer: str, *,
     else:
         n = P.shap_samples if n_samples is None else (n_samples if n_samples == "auto"
                                                       else _check_int("n_samples", n_samples, 2))
-        k = P.shap_background if n_background is None else n_background
-        bg = _background(ds, background, k, seed)
+        if background_data is None:
+            k = P.shap_background if n_background is None else n_background
+            bg = _background(ds, background, k, seed)
+        else:
+            bg = background_data
+            shape = np.shape(getattr(bg, "data", bg))
+            if len(shape) != 2 or shape[1] != d:
+                raise ValueError(f"background_data must have shape (k, {d}), got {shape}")
     labels = tuple(range(int(n_outputs)))
     t0 = time.perf_counter()
     chunks = [c for c in np.array_split(np.arange(len(rows)), min(n_jobs, max(len(rows), 1))) if len(c)]
@@ -840,7 +849,8 @@ def build_scaffold(ds: TabularDataset, explainer: str, *, config: ScaffoldConfig
     n_rows: book detector only — training rows whose explainer queries train the detector
             (default ``profile.scaffold_detector_rows``); real examples are drawn from all
             training rows (subsampled to as many as there are queries, see :func:`train_detector`)
-    options: ``n_samples``, ``n_background`` for the book detector's rehearsal of the explainer,
+    options: ``n_samples``, ``n_background`` for the book detector's rehearsal of the explainer
+            (``background_data``: KernelSHAP's background already computed, see :func:`explain_outputs`),
             which keeps a uniform sample of :data:`REHEARSAL_PROBES` distinct probes and runs in
             ``n_jobs`` processes (the scaffold does not depend on it)
     """
@@ -854,8 +864,10 @@ def build_scaffold(ds: TabularDataset, explainer: str, *, config: ScaffoldConfig
     seed = cfg.seed if seed is None else int(seed)
     f, psi = _models(ds, config)
     k = options.pop("n_background", None) or config.n_centres or cfg.profile.shap_background
+    bg = options.pop("background_data", None)
+    if bg is None and explainer == "kernel_shap":
+        bg = _background(ds, config.background, k, seed)
     if config.detector == "perturbations":
-        bg = _background(ds, config.background, k, seed) if explainer == "kernel_shap" else None
         det = train_perturbation_detector(ds, explainer, config, background=bg, seed=seed)
     else:
         n_rows = cfg.profile.scaffold_detector_rows if n_rows is None else n_rows
@@ -867,7 +879,7 @@ def build_scaffold(ds: TabularDataset, explainer: str, *, config: ScaffoldConfig
         # not depend on the row, so a shared seed would hand the detector the auditor's exact probes.
         fake = collect_queries(ds, explainer, rows, seed=rehearsal_seed(ds, seed), limit=REHEARSAL_PROBES,
                                n_jobs=n_jobs, n_background=k, background=config.background,
-                               lime_around_instance=config.lime_around_instance, **options)
+                               lime_around_instance=config.lime_around_instance, background_data=bg, **options)
         det = train_detector(ds.X_train, fake, seed=seed, threshold=config.threshold, max_rows=REHEARSAL_PROBES)
     return ScaffoldedClassifier(f, psi, det)
 
@@ -1026,8 +1038,10 @@ def scaffold_experiment(name: str, explainer: str, *, config: str | ScaffoldConf
         n_exp = _check_int("n_explain", n_exp, 1, len(ds.X_test))
         t0 = time.perf_counter()
         opts = {"n_samples": n_samples} if conf.detector == "queries" else {}
+        # KernelSHAP's background, computed once for the detector, the rehearsal and the audit
+        bg = _background(ds, conf.background, k, seed) if explainer == "kernel_shap" else None
         adv = build_scaffold(ds, explainer, config=conf, n_rows=n_rows, seed=seed, n_background=k, n_jobs=n_jobs,
-                             **opts)
+                             background_data=bg, **opts)
         t_detector = time.perf_counter() - t0
         t_op = adv.threshold_
         ends = explain_f or sweep
@@ -1036,13 +1050,13 @@ def scaffold_experiment(name: str, explainer: str, *, config: str | ScaffoldConf
         rows = ds.X_test[np.random.default_rng(seed + 2).choice(len(ds.X_test), n_exp, replace=False)]
         # fresh queries only: not a probe the detector saw, not an explained row, not KernelSHAP's
         # background (scored once per process: counting it would make the shares depend on n_jobs)
-        bg_keys = _row_keys(background_summary(ds, k, conf.background, seed)) if explainer == "kernel_shap" else set()
+        bg_keys = _row_keys(np.asarray(getattr(bg, "data", bg))) if explainer == "kernel_shap" else set()
         routes = _Routes(adv, thresholds, t_op, adv.detector.fake_keys | _row_keys(rows) | bg_keys)
         timing, states = {}, []
         A = explain_outputs(routes, rows, ds, explainer, n_outputs=len(thresholds), n_samples=n_samples,
                             n_background=k, background=conf.background, seed=seed,
                             lime_around_instance=conf.lime_around_instance, n_jobs=n_jobs, timing=timing,
-                            states=states)
+                            states=states, background_data=bg)
         n_q, n_fake, n_agree = (int(sum(v)) for v in zip(*states))
         i_op = thresholds.index(t_op)
         p_test = adv.p_real(ds.X_test)
