@@ -3,8 +3,9 @@
 One step of the top-k attack of Ghorbani et al. (2019) on the gradient map: the Softplus
 surrogate's heatmap with ``create_graph=True``, the loss, its gradient w.r.t. the input
 (double backpropagation), the signed step with the exact ℓ∞ projection, and the original
-network's forward pass and heatmap at the new iterate (the label check and the objective of the
-keep-the-best rule) — ``xaifool.attacks.input._step``, the body of the attacks' loop.
+network's heatmap at the new iterate, whose forward pass also gives the logits (the label check
+and the objective of the keep-the-best rule) — ``xaifool.attacks.input._step``, the body of the
+attacks' loop.
 
 Measured for the CIFAR-10 ResNet-20 at 32 px and the ImageNet MobileNetV2 at 224 px, on the
 configured device (``XAIFOOL_DEVICE``; a GPU when present). Reports images × iterations per
@@ -13,8 +14,10 @@ off, the step is bound by arithmetic and no batching can do better). Against the
 device's practical peak (a large matrix product's FLOP/s, fp32, and on a GPU TF32 and bf16), the
 FLOPs of one step (counted op by op, double backward included) and the fraction of the peak the
 step achieves. How cost grows: throughput and peak memory against image size and depth. Variants
-of the same step (TF32, channels-last, cuDNN autotuning, bf16 autocast) against the plain fp32
-eager step, each with the largest difference of the iterates after a few steps. Writes
+of the same step (the logits read off the heatmap's forward pass, TF32, channels-last, cuDNN
+autotuning, bf16 autocast) against the plain fp32 eager step — the textbook step, which runs a
+separate forward pass for the logits — each with the largest difference of the iterates after a
+few steps. Writes
 ``benchmarks/results/attacks-<device>.json``.
 Needs only torch/torchvision and the xaifool package (random images if no data mirror).
 """
@@ -134,14 +137,29 @@ def _variant(tf32=False, cudnn_benchmark=False):
          torch.backends.cudnn.benchmark) = old
 
 
-VARIANTS = {  # name → (tf32, channels_last, cudnn.benchmark, bf16 autocast)
-    "plain fp32": (False, False, False, False),
-    "channels-last": (False, True, False, False),
-    "TF32": (True, False, False, False),
-    "TF32 + cuDNN autotune": (True, False, True, False),
-    "TF32 + channels-last + autotune": (True, True, True, False),
-    "bf16 autocast + autotune": (False, False, True, True),
+#: name → (tf32, channels_last, cudnn.benchmark, bf16 autocast, logits read off the heatmap's pass).
+#: The plain step is the textbook one (a separate forward pass for the logits); every other variant
+#: starts from the engine's step, which shares that pass (``xaifool.attacks.input.SHARED_FORWARD``).
+VARIANTS = {
+    "plain fp32": (False, False, False, False, False),
+    "shared logits pass": (False, False, False, False, True),
+    "channels-last": (False, True, False, False, True),
+    "TF32": (True, False, False, False, True),
+    "TF32 + cuDNN autotune": (True, False, True, False, True),
+    "TF32 + channels-last + autotune": (True, True, True, False, True),
+    "bf16 autocast + autotune": (False, False, True, True, True),
 }
+
+
+@contextlib.contextmanager
+def _shared_forward(on: bool):
+    """The engine's step (``on``) or the textbook step with its own forward pass for the logits."""
+    old = A.SHARED_FORWARD
+    A.SHARED_FORWARD = old if on else ()
+    try:
+        yield
+    finally:
+        A.SHARED_FORWARD = old
 
 
 def variants(model, x, repeats, n_steps=10, names=None):
@@ -151,14 +169,14 @@ def variants(model, x, repeats, n_steps=10, names=None):
     dev = next(model.parameters()).device
     rows, ref = [], None
     for name in names or VARIANTS:
-        tf32, cl, bench, bf16 = VARIANTS[name]
+        tf32, cl, bench, bf16, shared = VARIANTS[name]
         if dev.type != "cuda" and (tf32 or bench or bf16):
             continue
         fmt = torch.channels_last if cl else torch.contiguous_format
         m = model.to(memory_format=fmt)
         xv = x.to(dev).contiguous(memory_format=fmt)
         amp = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-        with _variant(tf32, bench), amp:
+        with _variant(tf32, bench), amp, _shared_forward(shared):
             step, label, mask = _setup(m, xv)
             best, _ = _time(lambda: step(xv, xv, label, mask), dev, repeats)
             xt = xv

@@ -455,3 +455,34 @@ def test_attack_steps_follow_the_beta_schedule(method, monkeypatch):
     fixed = A.dombrowski_attack(model, x, tm, method, epsilon=8 / 255, n_iter=3, beta=30.0, progress=False)
     pair = A.dombrowski_attack(model, x, tm, method, epsilon=8 / 255, n_iter=3, beta=(30.0, 30.0), progress=False)
     assert torch.equal(fixed.x_adv, pair.x_adv) and pair.settings["beta"] == (30.0, 30.0)
+
+
+@pytest.mark.parametrize("method", A.ATTACK_METHODS)
+def test_logits_read_off_the_heatmaps_pass_are_the_logits(cifar, method, monkeypatch):
+    """The keep-the-best rule's logits come from the heatmap's own forward pass where the
+    interpreter runs the network once on the image: bit for bit the logits of a separate pass,
+    and an attack run with and without the shared pass gives the same iterates."""
+    model, x = cifar
+    x = x[:4]
+    with torch.no_grad():
+        logits = model(x)
+    label = logits.argmax(1)
+    options = {"n_samples": 2} if method == "smoothgrad" else {"n_steps": 2} if method == "integrated_gradients" else {}
+    h, shared = A.heatmap_and_logits(model, x, label, method, options)
+    assert torch.equal(shared, logits) and not shared.requires_grad
+    assert torch.equal(h, E.heatmap(model, x, label, method, **options))
+    if method not in A.SHARED_FORWARD:
+        return
+    one = A.ghorbani_attack(model, x, method, "topk", epsilon=4 / 255, n_iter=3, progress=False)
+    monkeypatch.setattr(A, "SHARED_FORWARD", ())      # the textbook step: a separate forward pass
+    two = A.ghorbani_attack(model, x, method, "topk", epsilon=4 / 255, n_iter=3, progress=False)
+    assert torch.equal(one.x_adv, two.x_adv) and torch.equal(one.logits_adv, two.logits_adv)
+    assert torch.equal(one.objective, two.objective)
+
+
+def test_shared_forward_pass_refuses_an_interpreter_that_runs_the_network_twice(monkeypatch):
+    model, x = tiny_model(2), images(2, n=3)
+    label = torch.zeros(3, dtype=torch.long)
+    monkeypatch.setattr(A, "SHARED_FORWARD", ("smoothgrad",))
+    with pytest.raises(RuntimeError, match="expected once"):
+        A.heatmap_and_logits(model, x, label, "smoothgrad", {"n_samples": 2})
