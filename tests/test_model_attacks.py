@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -66,7 +67,8 @@ def tiny_data(n: int = 24, size: int = 12, seed: int = 0):
 def test_finetuning_raises_heldout_fsr_and_keeps_accuracy(resnet):
     """The chapter's own setting (quick profile defaults: top-k / Grad-CAM, 1,536 training images, one
     epoch, λ = 10, Adam 3e-4, batch 32), on the chapter's 500 held-out test images. Measured: FSR
-    0 → 0.24, accuracy 80.0 → 74.0 %. Asserted: FSR ≥ 0.15 (the unmodified model's is 0) and an
+    0 → 0.24, accuracy 80.0 → 73.4 % (74.0 % before the loss took its logits from the map's forward
+    pass, a change of rounding: see the test below). Asserted: FSR ≥ 0.15 (the unmodified model's is 0) and an
     accuracy drop within the bound the chapter states (MM.ACCURACY_BOUND, 10 points)."""
     fooled = HM.manipulated_model("cifar_resnet20", "topk", "gradcam", progress=False)
     test = HM.heldout_data("cifar_resnet20")
@@ -511,3 +513,25 @@ def test_evaluation_through_the_cache_is_the_evaluation(tmp_cache, monkeypatch):
     assert counts.get(id(other), 0) == 16
     with pytest.raises(ValueError, match="cam_layer"):                 # checked before the cache is consulted
         HM.evaluate(base, tiny_model(1, cam=False), x, y, "topk", "gradcam", cache=True)
+
+
+@pytest.mark.parametrize("method,distill", [("gradient", False), ("gradcam", True), ("gradcam", False)])
+def test_finetuning_with_the_shared_logits_pass_is_the_textbook_finetuning(method, distill, monkeypatch):
+    """The accuracy term's logits come from the map's own forward pass (one pass less per step):
+    the same logits, so the same loss; only the order in which autograd sums the two terms'
+    gradients changes, which moves the weights by rounding alone. Measured on the chapter's
+    ResNet-20 settings (48 Adam steps): through the gradient the weights are bit for bit equal and
+    the fine-tuning 17 % faster; through Grad-CAM (top-k) 13 % faster, the weights apart by at most
+    1.2e-3 after Adam has amplified the rounding, FSR 0.242 both ways, held-out accuracy 73.4 %
+    against 74.0 % (3 of 500 images)."""
+    from xaifool.attacks import input as A
+
+    model, (x, y) = tiny_model(3), tiny_data(16, 12, seed=3)
+    args = dict(lam=1.0, epochs=2, lr=1e-3, batch_size=8, seed=0, progress=False, distill=distill)
+    shared, h1 = HM.finetune(model, x, None if distill else y, "topk", method, **args)
+    monkeypatch.setattr(A, "SHARED_FORWARD", ())        # the textbook loss: a forward pass of its own
+    textbook, h2 = HM.finetune(model, x, None if distill else y, "topk", method, **args)
+    for p, q in zip(shared.parameters(), textbook.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h1["loss"], h2["loss"], rtol=1e-5)
+    assert h1["accuracy"] == h2["accuracy"]

@@ -385,20 +385,21 @@ SHARED_FORWARD = ("gradient", "grad_x_input", "gradcam")
 
 
 def heatmap_and_logits(model: nn.Module, x: torch.Tensor, label: torch.Tensor, method: str,
-                       options: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The network's detached heatmap (B, H, W) and logits (B, K) at ``x``, what the keep-the-best
-    rule needs after every step. For :data:`SHARED_FORWARD` interpreters the logits are read off the
-    heatmap's own forward pass (a hook on ``model``) instead of a second one: the same numbers, one
-    forward pass less per step."""
+                       options: dict | None = None, create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's heatmap (B, H, W) and logits (B, K) at ``x``: what the keep-the-best rule needs
+    after every attack step (detached), and what Heo et al.'s fine-tuning loss needs on every batch
+    (``create_graph=True``: both keep their graph to the input and the parameters). For
+    :data:`SHARED_FORWARD` interpreters the logits are read off the heatmap's own forward pass (a
+    hook on ``model``) instead of a second one: the same logits, one forward pass less."""
     options = options or {}
     if method not in SHARED_FORWARD:
-        with torch.no_grad():
+        with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
             logits = model(x)
-        return E.heatmap(model, x, label, method, **options), logits
+        return E.heatmap(model, x, label, method, create_graph=create_graph, **options), logits
     seen = []
-    handle = model.register_forward_hook(lambda m, i, out: seen.append(out.detach()))
+    handle = model.register_forward_hook(lambda m, i, out: seen.append(out if create_graph else out.detach()))
     try:
-        h = E.heatmap(model, x, label, method, **options)
+        h = E.heatmap(model, x, label, method, create_graph=create_graph, **options)
     finally:
         handle.remove()
     if len(seen) != 1 or seen[0].shape[0] != x.shape[0]:

@@ -85,7 +85,7 @@ from .. import metrics as M
 from ..cache import cache_key, cached_call, module_digest
 from ..config import get_config
 from ..models import depthwise_as_convs, depthwise_as_shifts
-from .input import _check_int
+from .input import _check_int, heatmap_and_logits
 from .objectives import OBJECTIVES, region_mask
 from .result import BeforeAfter
 
@@ -623,15 +623,15 @@ def finetune(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor | No
             yield batch
 
     def loss_fn(net, batch):
-        logits = net(batch["x"])
+        if attack == "swap":   # the map is of other images: a forward pass of its own
+            logits = net(batch["x"])
+            h = E.heatmap(net, batch["xf"], batch["tf"], method, create_graph=True, **options)
+        else:                  # the map's forward pass gives the logits (gradient, Grad-CAM: one pass)
+            h, logits = heatmap_and_logits(net, batch["x"], batch["t"], method, options, create_graph=True)
         if distill:
             acc_loss = F.kl_div(logits.log_softmax(1), batch["p0"], reduction="batchmean")
         else:
             acc_loss = F.cross_entropy(logits, batch["t"])
-        if attack == "swap":
-            h = E.heatmap(net, batch["xf"], batch["tf"], method, create_graph=True, **options)
-        else:
-            h = E.heatmap(net, batch["x"], batch["t"], method, create_graph=True, **options)
         fool = _fooling_loss(attack, h, batch["ref"]).mean()
         return acc_loss + lam * fool, {"accuracy_loss": acc_loss, "fooling_loss": fool,
                                        "accuracy": (logits.argmax(1) == batch["t"]).float().mean()}
