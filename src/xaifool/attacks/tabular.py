@@ -442,6 +442,11 @@ def _background(ds: TabularDataset, method: str, k: int, seed: int):
     return summary
 
 
+def _centres(background) -> np.ndarray:
+    """The (k, d) rows of a KernelSHAP background: a shap ``DenseData``'s ``data``, or the array itself."""
+    return np.asarray(getattr(background, "data", background))
+
+
 def background_summary(ds: TabularDataset, k: int | None = None, method: str = "kmeans",
                        seed: int | None = None) -> np.ndarray:
     """The (k, d) background centres (or rows) KernelSHAP uses for ``ds``, in raw units.
@@ -456,7 +461,7 @@ def background_summary(ds: TabularDataset, k: int | None = None, method: str = "
     """
     k = get_config().profile.shap_background if k is None else k
     bg = _background(ds, method, k, get_config().seed if seed is None else int(seed))
-    return np.asarray(getattr(bg, "data", bg))
+    return _centres(bg)
 
 
 def _explain_chunk(fn, rows, indices, ds, explainer, n_samples, background, seed, lime_around_instance,
@@ -535,7 +540,7 @@ def explain_outputs(fn, rows: np.ndarray, ds: TabularDataset, explainer: str, *,
             bg = _background(ds, background, k, seed)
         else:
             bg = background_data
-            shape = np.shape(getattr(bg, "data", bg))
+            shape = _centres(bg).shape
             if len(shape) != 2 or shape[1] != d:
                 raise ValueError(f"background_data must have shape (k, {d}), got {shape}")
     labels = tuple(range(int(n_outputs)))
@@ -803,7 +808,7 @@ def _slack_fakes(ds: TabularDataset, explainer: str, config: ScaffoldConfig, bac
     # Adversarial_Kernel_SHAP_Model.train: n_samples rows, each a random training row with d random
     # columns (with replacement) substituted from random background centres; labelled real if it
     # happens to equal a training row; the data repeated perturbation_multiplier times as real
-    C = np.asarray(getattr(background, "data", background), dtype=np.float64)
+    C = _centres(background).astype(np.float64)
     s = config.n_substitutions
     fake = X[rng.integers(0, n, size=s)].copy()
     jj = rng.integers(0, d, size=(s, d))
@@ -1050,7 +1055,7 @@ def scaffold_experiment(name: str, explainer: str, *, config: str | ScaffoldConf
         rows = ds.X_test[np.random.default_rng(seed + 2).choice(len(ds.X_test), n_exp, replace=False)]
         # fresh queries only: not a probe the detector saw, not an explained row, not KernelSHAP's
         # background (scored once per process: counting it would make the shares depend on n_jobs)
-        bg_keys = _row_keys(np.asarray(getattr(bg, "data", bg))) if explainer == "kernel_shap" else set()
+        bg_keys = _row_keys(_centres(bg)) if explainer == "kernel_shap" else set()
         routes = _Routes(adv, thresholds, t_op, adv.detector.fake_keys | _row_keys(rows) | bg_keys)
         timing, states = {}, []
         A = explain_outputs(routes, rows, ds, explainer, n_outputs=len(thresholds), n_samples=n_samples,
