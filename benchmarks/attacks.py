@@ -37,6 +37,7 @@ from torch.utils.flop_counter import flop_registry
 from xaifool import describe, get_config, models
 from xaifool.cache import atomic_write_text
 from xaifool.config import device_name
+from xaifool.full_results import _commit
 from xaifool.attacks import input as A
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -142,6 +143,9 @@ def _variant(tf32=False, cudnn_benchmark=False):
 #: starts from the engine's step, which shares that pass (``xaifool.attacks.input.SHARED_FORWARD``).
 VARIANTS = {
     "plain fp32": (False, False, False, False, False),
+    # the same step again: on a GPU, cuDNN's default kernels are not bit-reproducible, so this row is
+    # the floor every other row's difference has to be read against (0 on a CPU)
+    "plain fp32, again": (False, False, False, False, False),
     "shared logits pass": (False, False, False, False, True),
     "channels-last": (False, True, False, False, True),
     "TF32": (True, False, False, False, True),
@@ -310,6 +314,8 @@ def main():
               "threads": torch.get_num_threads(), "torch": torch.__version__, "profile": cfg.profile.name,
               "cpu_count": os.cpu_count(), "load_average_1min_before": os.getloadavg()[0],  # other processes
               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "complete": False, "runs": [],
+              "commit": _commit(),
+              "device_memory_bytes": torch.cuda.get_device_properties(dev).total_memory if gpu else None,
               "backend_defaults": {"cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
                                    "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
                                    "cudnn_benchmark": torch.backends.cudnn.benchmark}}

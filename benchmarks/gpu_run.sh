@@ -10,7 +10,13 @@
 # SECONDS     wall-clock budget of the whole run (default 540); each part gets a share and is
 #             stopped at its end, so a slow part never costs the others their results
 # Environment: BENCH=0 skips the benchmark; CHAPTERS="02b_model_manipulation 06_sanity_checks" picks
-#             the GPU chapters and their order (e.g. those a previous visit did not finish)
+#             the GPU chapters and their order (e.g. those a previous visit did not finish);
+#             TAB=0 skips the tabular chapter (already recorded); PARALLEL=1 runs the GPU chapters
+#             side by side on the one GPU (their output lines prefixed by the chapter), so that a
+#             visit too short for all of them one after another records a part of each — their
+#             "seconds" are then times under sharing; LOGS=DIR puts the logs elsewhere; RESUME=0
+#             recomputes a chapter whose record is unfinished instead of continuing it (full-results
+#             --resume, the default here: a complete record is left as it is)
 #
 # Writes benchmarks/results/attacks-cuda.json, benchmarks/results/full/<chapter>.json and logs
 # under benchmarks/results/full/logs/. The tabular chapter is CPU work (LIME, KernelSHAP): it runs
@@ -30,7 +36,7 @@ if compgen -G "$WHL/*.whl" >/dev/null; then
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" XAIFOOL_DATA="$(cd "$DATA" && pwd)" PYTHONUNBUFFERED=1
 export XAIFOOL_CACHE=/tmp/xaifool-cache
-LOGS=benchmarks/results/full/logs
+LOGS=${LOGS:-benchmarks/results/full/logs}
 mkdir -p "$LOGS"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 -c "import torch, torchvision, zennit, captum; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
@@ -47,16 +53,27 @@ fi
 #    the GPU (CHAPTERS, default: input, model, sanity), each stopped when the budget ends. A chapter
 #    writes its record after each finished part, so a stopped chapter keeps what it finished.
 TAB_JOBS=${TAB_JOBS:-$(( $(nproc) > 5 ? $(nproc) - 4 : 1 ))}
-(OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 XAIFOOL_PROFILE=full XAIFOOL_DEVICE=cpu \
-   timeout $(( $(left) - 15 )) python3 -m xaifool full-results --only 08_experiments --jobs "$TAB_JOBS" \
-   > "$LOGS/08_experiments.log" 2>&1;
- echo "tabular: rc $?" >> "$LOGS/08_experiments.log") &
+if [ "${TAB:-1}" != 0 ]; then
+  (OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 XAIFOOL_PROFILE=full XAIFOOL_DEVICE=cpu \
+     timeout $(( $(left) - 15 )) python3 -m xaifool full-results --only 08_experiments --jobs "$TAB_JOBS" \
+     > "$LOGS/08_experiments.log" 2>&1;
+   echo "tabular: rc $?" >> "$LOGS/08_experiments.log") &
+fi
+chapter() {  # one GPU chapter, stopped 15 s before the budget ends
+  XAIFOOL_PROFILE=full XAIFOOL_DEVICE=cuda timeout $(( $(left) - 15 )) \
+    python3 -m xaifool full-results --only "$1" $([ "${RESUME:-1}" = 1 ] && echo --resume) --command "XAIFOOL_PROFILE=full XAIFOOL_DEVICE=cuda python -m \
+xaifool full-results --only $1 (benchmarks/gpu_run.sh$([ "${PARALLEL:-0}" = 1 ] && echo ", PARALLEL=1: \
+beside the other GPU chapters on the one GPU"))" 2>&1 | tee "$LOGS/$1.log"
+  echo "$1: rc ${PIPESTATUS[0]}, $(left) s left"
+}
 for ch in ${CHAPTERS:-02a_input_manipulation 02b_model_manipulation 06_sanity_checks}; do
   [ "$(left)" -gt 30 ] || { echo "$ch: no time left"; continue; }
-  XAIFOOL_PROFILE=full XAIFOOL_DEVICE=cuda timeout $(( $(left) - 15 )) \
-    python3 -m xaifool full-results --only "$ch" 2>&1 | tee "$LOGS/$ch.log"
-  echo "$ch: rc ${PIPESTATUS[0]}, $(left) s left"
+  if [ "${PARALLEL:-0}" = 1 ]; then
+    OMP_NUM_THREADS=$(( $(nproc) / 4 > 0 ? $(nproc) / 4 : 1 )) chapter "$ch" | sed -u "s/^/[$ch] /" &
+  else
+    chapter "$ch"
+  fi
 done
 wait
-tail -3 "$LOGS/08_experiments.log"
+[ "${TAB:-1}" = 0 ] || tail -3 "$LOGS/08_experiments.log"
 echo "total $(( $(date +%s) - start )) s"

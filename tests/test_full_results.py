@@ -1,4 +1,5 @@
 """The full profile's code paths, run at tiny sizes (the ``smoke`` profile), and the record schema."""
+import copy
 import json
 import os
 import subprocess
@@ -91,6 +92,9 @@ def test_full_profile_code_paths_run_at_smoke_sizes(mirror_available, tmp_path):
     assert set(heo["mobilenet_v2"]) == {f"{a}/{m}" for a, m in config.SMOKE.heo_imagenet_grid}
     for row in (*heo["cifar_resnet20"].values(), *heo["mobilenet_v2"].values()):
         assert 0 <= row["fsr"] <= 1 and 0 <= row["accuracy_adv"] <= 1 and row["fsr_unmodified"] == 0.0
+    for pair, row in heo["cifar_resnet20"].items():   # SmoothGrad and IG on the passively fooled models
+        assert (set(row.get("transfer", {})) == {"smoothgrad", "integrated_gradients"}) == (pair.split("/")[0] != "swap")
+        assert all(0 <= v <= 1 for v in row.get("transfer", {}).values())
     num = json.loads((out / "02a_input_manipulation.json").read_text())["numbers"]
     assert set(num["curves"]) == {"gradient", "grad_x_input", "integrated_gradients", "smoothgrad", "gradcam", "lrp"}
     assert set(num["curves"]["gradient"]) == {"random", "topk", "center"}
@@ -104,3 +108,38 @@ def test_full_profile_code_paths_run_at_smoke_sizes(mirror_available, tmp_path):
     tab = json.loads((out / "08_experiments.json").read_text())["numbers"]
     assert set(tab["slack"]) == set(tab["slack_settings"]) == {"compas", "german", "adult"}
     assert set(tab["dimanov"]) >= {"compas", "german"}
+    # --resume: a record cut back to an unfinished run is completed with a fresh artefact cache (as on
+    # the next, bare GPU machine) and gives the same numbers: every part is seeded by its own settings
+    cut = {"02a_input_manipulation": ("grid/gradient/topk/2", "target_gradient", "imagenet_lrp"),
+           "02b_model_manipulation": ("topk/gradcam",)}
+    whole = {c: json.loads((out / f"{c}.json").read_text()) for c in cut}
+    for chapter, parts in cut.items():
+        rec = copy.deepcopy(whole[chapter])
+        n = rec["numbers"]
+        if chapter.startswith("02a"):
+            n["parts"] = [p for p in n["parts"] if p not in parts]
+            del n["curves"]["gradient"]["topk"]["2"], n["dombrowski"]["gradient"], n["imagenet"]["lrp"]
+        else:
+            del n["cifar_resnet20"]["topk/gradcam"]
+        rec["complete"] = False
+        full_results.write(rec, out)
+    env["XAIFOOL_CACHE"] = str(tmp_path / "cache2")
+    proc = subprocess.run([sys.executable, "-m", "xaifool", "full-results", "--out", str(out), "--resume",
+                           "--only", *cut], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("resuming") == 2
+    for chapter in cut:
+        again = json.loads((out / f"{chapter}.json").read_text())
+        assert again["complete"] and again["seconds"] > whole[chapter]["seconds"]   # this run's seconds added
+        a, b = again["numbers"], whole[chapter]["numbers"]
+        if chapter.startswith("02a"):
+            assert sorted(a.pop("parts")) == sorted(b.pop("parts"))
+            a.pop("seconds"), b.pop("seconds")
+            for m in ("gradient", "lrp"):
+                a["imagenet"][m]["random"].pop("seconds_per_image"), a["imagenet"][m]["topk"].pop("seconds_per_image")
+                b["imagenet"][m]["random"].pop("seconds_per_image"), b["imagenet"][m]["topk"].pop("seconds_per_image")
+        else:
+            for rows in (a, b):
+                for row in (*rows["cifar_resnet20"].values(), *rows["mobilenet_v2"].values()):
+                    row.pop("finetune_seconds")
+        assert a == b, chapter

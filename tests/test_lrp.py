@@ -356,3 +356,33 @@ def test_unknown_composite_raises(small):
     assert "epsilon_plus_flat" in str(err.value)
     with pytest.raises(ValueError, match="^target"):
         relevance(net, x, torch.tensor([0, 9, 1, 2, 3]))
+
+
+def test_exact_merge_keeps_a_positive_eps_when_zennit_zeroes_it():
+    """zennit 1.0's merge sets the batch norm's eps to 0, which torch before 2.14 refuses in every
+    batch_norm call (seen on a GPU machine with torch 2.11): the merged batch norm must keep its own
+    eps and still be exactly the identity, and the merged convolution must compute conv → bn."""
+    import torch
+    from torch import nn
+    from zennit.canonizers import MergeBatchNorm
+
+    from xaifool.explain import _exact_merge
+
+    class ZeroEpsMerge(MergeBatchNorm):    # zennit 1.0's behaviour on top of the installed version's
+        @staticmethod
+        def merge_batch_norm(modules, batch_norm):
+            MergeBatchNorm.merge_batch_norm(modules, batch_norm)
+            batch_norm.eps = 0.0
+
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4, eps=1e-3)
+    bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2), bn.weight.data.uniform_(0.5, 2)
+    conv.eval(), bn.eval()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        want = bn(conv(x))
+        _exact_merge(ZeroEpsMerge).merge_batch_norm([conv], bn)
+        assert bn.eps == 1e-3
+        z = conv(x)
+        assert torch.equal(bn(z), z)
+        torch.testing.assert_close(z, want, rtol=1e-5, atol=1e-5)

@@ -284,3 +284,13 @@ def test_bench_without_names_leaves_the_installation_out(monkeypatch):
     assert "install" not in ran and {"attacks", "sanity", "tabular"} <= set(ran)
     ran.clear()
     assert main(["bench", "install"]) == 0 and ran == ["install"]
+
+
+def test_levels_off_phrase_finds_the_knee_or_says_still_rising():
+    import pandas as pd
+
+    flat = pd.DataFrame({"batch": [1, 4, 16, 64], "img_iter_per_s": [10.0, 80.0, 95.0, 100.0]})
+    assert "levels off from a batch of about 16 images" in perf.levels_off_phrase(flat, "X")
+    rising = pd.DataFrame({"batch": [64, 1, 16], "img_iter_per_s": [300.0, 8.0, 120.0]})   # unsorted on purpose
+    assert "still rising at the largest batch measured (64 images, 300" in perf.levels_off_phrase(rising, "X")
+    assert perf.levels_off_phrase(flat.iloc[:0], "X") == ""

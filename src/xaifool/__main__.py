@@ -90,7 +90,7 @@ def _full_results(args) -> int:
 
     print(describe())
     t0 = time.perf_counter()
-    paths = run(args.only or None, out_dir=args.out, command=args.command or "", jobs=args.jobs)
+    paths = run(args.only or None, out_dir=args.out, command=args.command or "", jobs=args.jobs, resume=args.resume)
     print(f"full-results: {len(paths)} chapter(s) in {time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -189,6 +189,8 @@ def main(argv=None) -> int:
     f.add_argument("--command", help="the command line to record (default: this one)")
     f.add_argument("--jobs", type=int, default=1, help="processes explaining the tabular chapter's rows "
                    "(LIME, KernelSHAP; the numbers do not depend on it)")
+    f.add_argument("--resume", action="store_true", help="continue each chapter's unfinished record in --out "
+                   "(same profile and settings), skipping the parts it holds")
     f.set_defaults(fn=_full_results)
     t = sub.add_parser("exec-times", help="seconds per page of the last book build")
     t.add_argument("build_dir", nargs="?", help="the build folder (default <repo>/_build)")

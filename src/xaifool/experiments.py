@@ -17,8 +17,9 @@ import torch
 
 from .config import Profile
 
-__all__ = ["InputSetup", "input_setup", "input_results", "input_numbers", "tabular_numbers", "EPSILONS",
-           "REGION"]
+__all__ = ["InputSetup", "input_setup", "input_parts", "merge_results", "input_results", "input_numbers",
+           "grid_cell_numbers", "region_numbers", "dombrowski_numbers", "imagenet_numbers", "tabular_numbers",
+           "EPSILONS", "REGION"]
 
 #: ε grid of the input attacks, in units of 1/255 (Ghorbani et al. go up to 8/255).
 EPSILONS = (1, 2, 4, 8)
@@ -60,45 +61,148 @@ def input_setup(P: Profile) -> InputSetup:
                       k=A.default_k(chosen.x.shape[-2:]), options=options)
 
 
-def input_results(P: Profile, s: InputSetup, *, imagenet: bool = True, progress: bool | None = False,
-                  on_done=None) -> dict:
-    """Every input attack of chapters 02a/04 (cached): the (attack, method, ε) grid, the region and
-    target-map attacks on ResNet-20, and the ImageNet top-k attacks on MobileNetV2.
-    ``on_done(results_so_far)`` is called after each group of attacks."""
-    done = on_done or (lambda _: None)
+def input_parts(P: Profile, s: InputSetup, *, imagenet: bool = True) -> dict:
+    """The attacks of :func:`input_results` as named parts, each computed on its own (cached): a part's
+    ``run()`` returns the entries it adds to the results dict. Every attack is seeded by its own
+    settings, so a part gives the same result whichever parts ran before it (``full-results
+    --resume`` computes them over several visits to a GPU).
+
+    Names: ``grid/<method>/<attack>/<ε·255>`` (one cell of the (attack, method, ε) grid), ``region``,
+    ``target_gradient``, ``target_lrp`` (Dombrowski's target-map attack), ``imagenet_gradient``,
+    ``imagenet_lrp`` (random and top-k attacks on MobileNetV2)."""
     from . import data, models
     from . import explain as E
     from .attacks import input as A
 
     bs = P.attack_batch_size
-    out = {"grid": A.attack_grid("resnet20", s.model, s.x, attacks=("random", "topk", "center"),
-                                 methods=A.ATTACK_METHODS, epsilons=EPSILONS, n_iter=P.attack_iters,
-                                 options=s.options, progress=progress, batch_size=bs)}
-    done(out)
-    out["region"] = A.cached_attack("resnet20", s.model, s.x, "region", "gradient", epsilon=8 / 255,
-                                    n_iter=P.attack_iters, region=REGION(), progress=progress, batch_size=bs)
+    parts: dict = {}
+
+    def cell(attack, method, e):
+        def run():
+            r = A.attack_grid("resnet20", s.model, s.x, attacks=(attack,), methods=(method,), epsilons=(e,),
+                              n_iter=P.attack_iters, options=s.options, progress=False, batch_size=bs)
+            return {"grid": r}
+        return run
+
+    for method in A.ATTACK_METHODS:
+        for e in EPSILONS:
+            for attack in ("random", "topk", "center"):
+                parts[f"grid/{method}/{attack}/{e:g}"] = cell(attack, method, e)
+    parts["region"] = lambda: {"region": A.cached_attack(
+        "resnet20", s.model, s.x, "region", "gradient", epsilon=8 / 255, n_iter=P.attack_iters, region=REGION(),
+        progress=False, batch_size=bs)}
+
+    def target(m):
+        def run():
+            goal = E.explain(s.model, s.x.roll(1, 0), None, m).cpu()   # the explanation of another image
+            return {f"target_{m}": A.cached_attack("resnet20", s.model, s.x, "target", m, epsilon=8 / 255,
+                                                   n_iter=P.dombrowski_iters, target_map=goal, progress=False,
+                                                   batch_size=bs)}
+        return run
+
     for m in ("gradient", "lrp"):
-        target = E.explain(s.model, s.x.roll(1, 0), None, m).cpu()   # the explanation of another image
-        out[f"target_{m}"] = A.cached_attack("resnet20", s.model, s.x, "target", m, epsilon=8 / 255,
-                                             n_iter=P.dombrowski_iters, target_map=target, progress=progress,
-                                             batch_size=bs)
-    done(out)
+        parts[f"target_{m}"] = target(m)
     if imagenet:
-        net = models.load_imagenet_classifier()
-        chosen = A.correct_subset(net, data.load_imagenet_samples(4 * P.attack_n_imagenet), P.attack_n_imagenet)
-        out["imagenet_x"], out["imagenet_y"] = chosen.x, chosen.y
+        memo: dict = {}
+
+        def images():
+            if not memo:
+                net = models.load_imagenet_classifier()
+                chosen = A.correct_subset(net, data.load_imagenet_samples(4 * P.attack_n_imagenet), P.attack_n_imagenet)
+                memo.update(net=net, x=chosen.x, y=chosen.y)
+            return memo
+
+        def on_imagenet(m):
+            def run():
+                d = images()
+                return {"imagenet_x": d["x"], "imagenet_y": d["y"],
+                        f"imagenet_random_{m}": A.cached_attack("mobilenet_v2", d["net"], d["x"], "random", m,
+                                                                epsilon=8 / 255, progress=False, batch_size=bs),
+                        f"imagenet_topk_{m}": A.cached_attack("mobilenet_v2", d["net"], d["x"], "topk", m,
+                                                              epsilon=8 / 255, n_iter=P.attack_iters_imagenet,
+                                                              progress=False, batch_size=bs)}
+            return run
+
         for m in ("gradient", "lrp"):
-            out[f"imagenet_random_{m}"] = A.cached_attack("mobilenet_v2", net, chosen.x, "random", m,
-                                                          epsilon=8 / 255, progress=progress, batch_size=bs)
-            out[f"imagenet_topk_{m}"] = A.cached_attack("mobilenet_v2", net, chosen.x, "topk", m, epsilon=8 / 255,
-                                                        n_iter=P.attack_iters_imagenet, progress=progress,
-                                                        batch_size=bs)
-        done(out)
+            parts[f"imagenet_{m}"] = on_imagenet(m)
+    return parts
+
+
+def merge_results(results: dict, new: dict) -> dict:
+    """Add a part's entries (:func:`input_parts`) to ``results`` in place (grid cells into ``results["grid"]``)."""
+    for key, value in new.items():
+        if key == "grid":
+            results.setdefault("grid", {}).update(value)
+        else:
+            results[key] = value
+    return results
+
+
+def input_results(P: Profile, s: InputSetup, *, imagenet: bool = True, progress: bool | None = False,
+                  on_done=None) -> dict:
+    """Every input attack of chapters 02a/04 (cached): the (attack, method, ε) grid, the region and
+    target-map attacks on ResNet-20, and the ImageNet top-k attacks on MobileNetV2 — every part of
+    :func:`input_parts`, in its order. ``on_done(results_so_far)`` is called after the grid, after
+    the region and target-map attacks, and after the ImageNet attacks. (``progress`` is accepted for
+    the chapters' calls; the parts run without progress bars.)"""
+    done = on_done or (lambda _: None)
+    out: dict = {"grid": {}}
+    parts = input_parts(P, s, imagenet=imagenet)
+    for name, run in parts.items():
+        merge_results(out, run())
+        if name in ("grid/" + _last_cell(), "target_lrp", "imagenet_lrp"):
+            done(out)
     return out
+
+
+def _last_cell() -> str:
+    from .attacks.input import ATTACK_METHODS
+
+    return f"{ATTACK_METHODS[-1]}/center/{EPSILONS[-1]:g}"
 
 
 def _mean(t) -> float:
     return float(torch.as_tensor(t, dtype=torch.float64).mean())
+
+
+def grid_cell_numbers(r, k: int) -> dict:
+    """One grid cell's numbers: mean top-k intersection, Spearman ρ, share of labels kept, FSR at τ."""
+    from . import metrics as M
+
+    sim = r.similarity(k)
+    return {"topk": _mean(sim["topk"]), "spearman": _mean(sim["spearman"]), "label_kept": _mean(r.label_kept.float()),
+            "fsr": M.fooling_success_rate(sim["topk"], r.label_kept, FSR_TAU)}
+
+
+def region_numbers(reg) -> dict:
+    """Heatmap mass inside the targeted region before and after Ghorbani's region attack."""
+    return {"mass_before": _mean((reg.heatmap * reg.target_map).flatten(1).sum(1)),
+            "mass_after": _mean((reg.heatmap_adv * reg.target_map).flatten(1).sum(1)),
+            "label_kept": _mean(reg.label_kept.float())}
+
+
+def dombrowski_numbers(r) -> dict:
+    """SSIM / Pearson to the target map before and after, labels kept, largest class-probability change."""
+    from . import metrics as M
+
+    prob, prob_adv = r.logits.softmax(1), r.logits_adv.softmax(1)
+    return {"ssim_before": _mean(M.ssim(r.heatmap, r.target_map)), "ssim_after": _mean(M.ssim(r.heatmap_adv, r.target_map)),
+            "pearson_before": _mean(M.pearson(r.heatmap, r.target_map)),
+            "pearson_after": _mean(M.pearson(r.heatmap_adv, r.target_map)),
+            "label_kept": _mean(r.label_kept.float()), "max_prob_change": _mean((prob_adv - prob).abs().amax(1)),
+            "n_iter": int(r.settings["n_iter"])}
+
+
+def imagenet_numbers(results: dict, m: str, k: int) -> dict:
+    """The random and top-k attacks on MobileNetV2 against interpreter ``m``."""
+    row = {}
+    for a in ("random", "topk"):
+        r = results[f"imagenet_{a}_{m}"]
+        sim = r.similarity(k)
+        row[a] = {"topk": _mean(sim["topk"]), "spearman": _mean(sim["spearman"]),
+                  "label_kept": _mean(r.label_kept.float()), "seconds_per_image": r.seconds / len(r)}
+    row["n_iter"] = int(results[f"imagenet_topk_{m}"].settings["n_iter"])
+    return row
 
 
 def input_numbers(results: dict, k: int) -> dict:
@@ -110,51 +214,26 @@ def input_numbers(results: dict, k: int) -> dict:
     change of a class probability}; ``imagenet``: {method: {"random", "topk": top-k, ρ, labels kept,
     seconds per image}}; ``seconds``: wall-clock seconds of each attack family.
     """
-    from . import metrics as M
-
     curves: dict = {}
     seconds = {"grid": 0.0}
     for (attack, method, eps), r in results["grid"].items():
-        sim = r.similarity(k)
-        curves.setdefault(method, {}).setdefault(attack, {})[f"{eps:g}"] = {
-            "topk": _mean(sim["topk"]), "spearman": _mean(sim["spearman"]),
-            "label_kept": _mean(r.label_kept.float()),
-            "fsr": M.fooling_success_rate(sim["topk"], r.label_kept, FSR_TAU),
-        }
+        curves.setdefault(method, {}).setdefault(attack, {})[f"{eps:g}"] = grid_cell_numbers(r, k)
         seconds["grid"] += r.seconds
     out = {"k": int(k), "fsr_tau": FSR_TAU, "curves": curves, "seconds": seconds}
     if "target_lrp" not in results:   # a partial result (see input_results' on_done)
         return out
     out["dombrowski"] = {}
-    reg = results["region"]
-    out["region"] = {"mass_before": _mean((reg.heatmap * reg.target_map).flatten(1).sum(1)),
-                     "mass_after": _mean((reg.heatmap_adv * reg.target_map).flatten(1).sum(1)),
-                     "label_kept": _mean(reg.label_kept.float())}
+    out["region"] = region_numbers(results["region"])
     for m in ("gradient", "lrp"):
-        r = results[f"target_{m}"]
-        prob, prob_adv = r.logits.softmax(1), r.logits_adv.softmax(1)
-        out["dombrowski"][m] = {
-            "ssim_before": _mean(M.ssim(r.heatmap, r.target_map)), "ssim_after": _mean(M.ssim(r.heatmap_adv, r.target_map)),
-            "pearson_before": _mean(M.pearson(r.heatmap, r.target_map)),
-            "pearson_after": _mean(M.pearson(r.heatmap_adv, r.target_map)),
-            "label_kept": _mean(r.label_kept.float()), "max_prob_change": _mean((prob_adv - prob).abs().amax(1)),
-            "n_iter": int(r.settings["n_iter"]),
-        }
-        seconds[f"dombrowski_{m}"] = r.seconds
+        out["dombrowski"][m] = dombrowski_numbers(results[f"target_{m}"])
+        seconds[f"dombrowski_{m}"] = results[f"target_{m}"].seconds
     if "imagenet_topk_lrp" in results:
         from .attacks.input import default_k
 
         k_in = default_k(results["imagenet_x"].shape[-2:])
         out["imagenet"] = {"k": k_in, "n_images": len(results["imagenet_x"])}
         for m in ("gradient", "lrp"):
-            row = {}
-            for a in ("random", "topk"):
-                r = results[f"imagenet_{a}_{m}"]
-                sim = r.similarity(k_in)
-                row[a] = {"topk": _mean(sim["topk"]), "spearman": _mean(sim["spearman"]),
-                          "label_kept": _mean(r.label_kept.float()), "seconds_per_image": r.seconds / len(r)}
-            row["n_iter"] = int(results[f"imagenet_topk_{m}"].settings["n_iter"])
-            out["imagenet"][m] = row
+            out["imagenet"][m] = imagenet_numbers(results, m, k_in)
     return out
 
 

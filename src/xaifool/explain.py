@@ -293,8 +293,12 @@ def _exact_merge(merge_cls):
     class ExactMerge(merge_cls):
         @staticmethod
         def merge_batch_norm(modules, batch_norm):
+            eps = batch_norm.eps
             merge_cls.merge_batch_norm(modules, batch_norm)
-            batch_norm.running_var.data = torch.full_like(batch_norm.running_var.data, 1.0 - batch_norm.eps)
+            # zennit 1.0 also sets eps to 0, which torch before 2.14 refuses in every batch_norm call
+            # (2.14 only in training): keep the layer's own eps, and a variance of 1 - eps
+            batch_norm.eps = eps
+            batch_norm.running_var.data = torch.full_like(batch_norm.running_var.data, 1.0 - eps)
 
     ExactMerge.__name__ = f"Exact{merge_cls.__name__}"
     return ExactMerge

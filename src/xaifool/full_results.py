@@ -40,46 +40,115 @@ _REQUIRED = {"schema": str, "chapter": str, "profile": str, "device": str, "devi
              "settings": dict, "numbers": dict}
 
 
-def _input_chapter(P, partial, jobs=1):
+#: The order in which the input chapter's parts run in a full-results run: what a short GPU visit
+#: should record first (the cheap interpreters' grid, Dombrowski on the gradient, ImageNet), and
+#: last the parts that cost 16 to 64 backward passes per step (SmoothGrad, IG) or 1500 LRP steps.
+_EXPENSIVE = ("grid/smoothgrad/", "grid/integrated_gradients/", "target_lrp")
+
+
+def _input_order(names) -> list[str]:
+    first = [n for n in names if n.startswith("grid/") and not n.startswith(_EXPENSIVE)]
+    middle = [n for n in ("target_gradient", "imagenet_gradient", "region", "imagenet_lrp") if n in names]
+    last = [n for n in names if n not in first and n not in middle]
+    return first + middle + sorted(last, key=lambda n: n == "target_lrp")
+
+
+def _input_chapter(P, partial, jobs=1, done=None):
+    """Chapter 02a's numbers part by part (:func:`xaifool.experiments.input_parts`), each merged into
+    the record as it finishes; ``done`` (a resumed record's numbers) names in ``parts`` those already
+    recorded, which are skipped."""
+    import copy
+
     from . import experiments as X
+    from .attacks.input import default_k
 
     s = X.input_setup(P)
-
-    def numbers(results):
-        return {**X.input_numbers(results, s.k), "n_images": len(s.x), "n_pool": s.n_pool}
-
-    return numbers(X.input_results(P, s, on_done=lambda r: partial(numbers(r))))
-
-
-def _model_chapter(P, partial, jobs=1):
-    from .attacks import model as MM
-
-    out: dict = {}
-    for base_key, grid in (("cifar_resnet20", P.heo_grid), ("mobilenet_v2", P.heo_imagenet_grid)):
-        test = MM.heldout_data(base_key)
-        for pair in grid:
-            g = MM.run_grid(base_key, [pair], x_test=test.x, y_test=test.y, progress=False)
-            r, model = g["results"][pair], g["models"][pair]
-            out.setdefault(base_key, {})["/".join(pair)] = {
-                "fsr": r.fsr, "fsr_unmodified": g["unmodified"][pair].fsr, "accuracy": r.accuracy,
-                "accuracy_adv": r.accuracy_adv, "lam": model.manipulation["settings"]["lam"],
-                "finetune_seconds": model.manipulation["history"]["seconds"][0], "n_test": len(test)}
+    parts = X.input_parts(P, s)
+    out = copy.deepcopy(done) if done else {}
+    out.update(k=int(s.k), fsr_tau=X.FSR_TAU, n_images=len(s.x), n_pool=s.n_pool)
+    out.setdefault("curves", {})
+    out.setdefault("seconds", {"grid": 0.0})
+    finished = list(out.get("parts", []))
+    for name in _input_order(list(parts)):
+        if name in finished:
+            continue
+        res = X.merge_results({}, parts[name]())
+        if name.startswith("grid/"):
+            (key, r), = res["grid"].items()
+            attack, method, eps = key
+            out["curves"].setdefault(method, {}).setdefault(attack, {})[f"{eps:g}"] = X.grid_cell_numbers(r, s.k)
+            out["seconds"]["grid"] += r.seconds
+        elif name == "region":
+            out["region"] = X.region_numbers(res["region"])
+        elif name.startswith("target_"):
+            m = name.removeprefix("target_")
+            out.setdefault("dombrowski", {})[m] = X.dombrowski_numbers(res[name])
+            out["seconds"][f"dombrowski_{m}"] = res[name].seconds
+        else:
+            m = name.removeprefix("imagenet_")
+            k_in = default_k(res["imagenet_x"].shape[-2:])
+            out.setdefault("imagenet", {}).update(k=k_in, n_images=len(res["imagenet_x"]))
+            out["imagenet"][m] = X.imagenet_numbers(res, m, k_in)
+        finished.append(name)
+        out["parts"] = finished
+        if len(finished) < len(parts):
             partial(out)
     return out
 
 
-def _sanity_chapter(P, partial, jobs=1):
-    from . import sanity as S
+def _model_chapter(P, partial, jobs=1, done=None):
+    """Chapter 02b's numbers, one manipulated model at a time; ``done`` (a resumed record's numbers)
+    holds models already recorded, which are skipped. On CIFAR-10 each passively manipulated model is
+    also explained by SmoothGrad and Integrated Gradients, which its fine-tuning never saw
+    (``transfer``: their FSR, on the chapter's first ``heo_n_transfer`` held-out images)."""
+    import copy
 
-    out: dict = {}
-    for base_key in ("mobilenet_v2", "cifar_resnet20"):
-        result, x = S.chapter_test(base_key, P)
-        out[base_key] = {"n_images": len(x), "n_steps": len(result["layers"]), "methods": S.verdict_numbers(result)}
-        partial(out)
+    from .attacks import model as MM
+
+    out: dict = copy.deepcopy(done) if done else {}
+    others = {"smoothgrad": {"n_samples": P.smoothgrad_samples}, "integrated_gradients": {"n_steps": P.ig_steps}}
+    n_pairs = len(P.heo_grid) + len(P.heo_imagenet_grid)
+    for base_key, grid in (("cifar_resnet20", P.heo_grid), ("mobilenet_v2", P.heo_imagenet_grid)):
+        test = MM.heldout_data(base_key)
+        for pair in grid:
+            if "/".join(pair) in out.get(base_key, {}):
+                continue
+            g = MM.run_grid(base_key, [pair], x_test=test.x, y_test=test.y, progress=False)
+            r, model = g["results"][pair], g["models"][pair]
+            row = {"fsr": r.fsr, "fsr_unmodified": g["unmodified"][pair].fsr, "accuracy": r.accuracy,
+                   "accuracy_adv": r.accuracy_adv, "lam": model.manipulation["settings"]["lam"],
+                   "finetune_seconds": model.manipulation["history"]["seconds"][0], "n_test": len(test)}
+            if base_key == "cifar_resnet20" and pair[0] in MM.PASSIVE_ATTACKS:
+                some = slice(0, P.heo_n_transfer)
+                t = MM.transfer(MM.base_model(base_key), model, test.x[some], test.y[some], pair[0], list(others),
+                                options=others, cache=True)
+                row["transfer"] = {m: t[m].fsr for m in others}
+                row["n_transfer"] = len(test.x[some])
+            out.setdefault(base_key, {})["/".join(pair)] = row
+            if sum(len(v) for v in out.values()) < n_pairs:
+                partial(out)
     return out
 
 
-def _tabular_chapter(P, partial, jobs=1):
+def _sanity_chapter(P, partial, jobs=1, done=None):
+    """Chapter 06's verdicts per network; ``done`` (a resumed record's numbers) holds networks already
+    recorded, which are skipped."""
+    from . import sanity as S
+
+    out: dict = dict(done or {})
+    keys = ("mobilenet_v2", "cifar_resnet20")
+    for base_key in keys:
+        if base_key in out:
+            continue
+        result, x = S.chapter_test(base_key, P)
+        out[base_key] = {"n_images": len(x), "n_steps": len(result["layers"]), "methods": S.verdict_numbers(result)}
+        if any(k not in out for k in keys):
+            partial(out)
+    return out
+
+
+def _tabular_chapter(P, partial, jobs=1, done=None):
+    """Chapter 08's numbers (``done`` is not used: its parts are cached artefacts of this machine)."""
     from . import experiments as X
 
     return X.tabular_numbers(on_done=partial, n_jobs=jobs)
@@ -192,10 +261,14 @@ def load(chapter: str, results_dir: Path | None = None, *, profile: str = "full"
     return rec if rec["profile"] == profile else None
 
 
-def run(only=None, out_dir: Path | None = None, command: str = "", log=print, jobs: int = 1) -> list[Path]:
+def run(only=None, out_dir: Path | None = None, command: str = "", log=print, jobs: int = 1,
+        resume: bool = False) -> list[Path]:
     """Compute and write the record of every chapter in ``only`` (default: all), in the active profile;
     ``jobs`` processes explain the tabular chapter's rows (each row seeded by its index: the numbers
-    do not depend on it)."""
+    do not depend on it). ``resume``: start from the chapter's record in ``out_dir`` where it is an
+    unfinished run of the same profile and settings, skip the parts it holds and add this run's
+    seconds to its own (a GPU lent for minutes at a time records a long chapter over several visits;
+    each part is seeded by its own settings, so the numbers do not depend on where a visit stopped)."""
     chapters = list(CHAPTERS) if not only else list(only)
     bad = [c for c in chapters if c not in CHAPTERS]
     if bad:
@@ -205,16 +278,26 @@ def run(only=None, out_dir: Path | None = None, command: str = "", log=print, jo
     P = get_config().profile
     written = []
     for chapter in chapters:
-        fn = CHAPTERS[chapter][0]
+        fn, fields = CHAPTERS[chapter]
+        done, before = None, 0.0
+        if resume:
+            prior = load(chapter, out_dir, profile=P.name)
+            settings = json.loads(json.dumps({f: getattr(P, f) for f in fields}))
+            if prior is not None and not prior["complete"] and prior["settings"] == settings:
+                done, before = prior["numbers"], prior["seconds"]
+                log(f"   resuming {chapter} from its record ({before:.0f} s so far)")
+            elif prior is not None and prior["complete"]:
+                log(f"   {chapter}: its record is complete; nothing to resume")
+                continue
         t0 = time.perf_counter()
         log(f"== {chapter} ({P.name} profile, {get_config().device})")
 
-        def partial(numbers, chapter=chapter, t0=t0):
-            write(record(chapter, json.loads(json.dumps(numbers)), seconds=time.perf_counter() - t0,
+        def partial(numbers, chapter=chapter, t0=t0, before=before):
+            write(record(chapter, json.loads(json.dumps(numbers)), seconds=before + time.perf_counter() - t0,
                          complete=False, command=command), out_dir)
 
-        numbers = fn(P, partial, jobs=jobs)
-        path = write(record(chapter, numbers, seconds=time.perf_counter() - t0, command=command), out_dir)
+        numbers = fn(P, partial, jobs=jobs, done=done)
+        path = write(record(chapter, numbers, seconds=before + time.perf_counter() - t0, command=command), out_dir)
         log(f"   {time.perf_counter() - t0:.1f} s -> {path}")
         written.append(path)
     return written

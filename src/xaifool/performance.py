@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .config import REPO_ROOT
 
-__all__ = ["RESULTS_DIR", "load", "load_tabular", "check", "machines", "throughput", "hardware", "variants", "scaling", "growth",
+__all__ = ["RESULTS_DIR", "load", "load_tabular", "check", "machines", "throughput", "hardware", "variants", "scaling", "levels_off_phrase", "growth",
            "check_sanity", "load_sanity", "sanity", "book_times", "book_plan", "slowest_cells", "BOOK_BUILDS",
            "record_book_times", "load_book_times", "book_times_table", "record_install", "book_sentence",
            "GOAL_MINUTES"]
@@ -183,6 +183,23 @@ def scaling(records):
                              "memory_mib": mem / 2 ** 20 if mem else float("nan")})
     return pd.DataFrame(rows, columns=["device", "threads", "model", "size", "batch", "img_iter_per_s", "relative",
                                        "memory_mib"])
+
+
+def levels_off_phrase(rows, subject: str) -> str:
+    """Where throughput stops growing with the batch, as a sentence about ``subject``: ``rows`` are the
+    :func:`scaling` rows of one device and model. The knee is the smallest batch within 10 % of the best
+    throughput; when that is the largest batch measured, the throughput is still rising."""
+    if not len(rows):
+        return ""
+    rows = rows.sort_values("batch")
+    best = float(rows.img_iter_per_s.max())
+    knee = int(rows.batch[rows.img_iter_per_s >= 0.9 * best].min())
+    largest = int(rows.batch.iloc[-1])
+    if knee == largest:
+        return (f"{subject} is still rising at the largest batch measured ({largest} images, "
+                f"{best:.0f} images × iterations per second).")
+    return (f"{subject} levels off from a batch of about {knee} images on, near {best:.0f} images × iterations "
+            "per second.")
 
 
 def growth(records):

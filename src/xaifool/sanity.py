@@ -38,7 +38,8 @@ from .config import get_config
 
 __all__ = ["ORDERS", "SIMILARITIES", "PASS_THRESHOLD", "CHAPTER_METHODS", "randomizable_layers", "blocks", "randomized",
            "similarity", "hog_pearson", "cascading", "label_trained_model", "summarize", "verdict", "compare_models",
-           "manipulation_checks", "chapter_options", "chapter_test", "verdict_numbers"]
+           "manipulation_checks", "chapter_options", "chapter_test", "verdict_numbers",
+           "recorded_comparison"]
 
 ORDERS = ("top_down", "bottom_up", "independent")
 SIMILARITIES = ("spearman_abs", "spearman", "ssim", "hog_pearson")
@@ -449,6 +450,31 @@ def verdict_numbers(result: dict) -> dict:
     v = verdict(result)
     return {m: {"after_first": float(v.loc[m, "after first step"]), "upper": float(v.loc[m, "upper layers (mean)"]),
                 "after_all": float(v.loc[m, "after all steps"]), "passes": bool(v.loc[m, "passes"])} for m in v.index}
+
+
+def recorded_comparison(build: dict, record: dict | None) -> "pd.DataFrame":
+    """This build's verdicts next to a recorded full-profile run's (:mod:`xaifool.full_results`).
+
+    build:  ``{base_key: verdict DataFrame}`` (``"mobilenet_v2"``, ``"cifar_resnet20"``), as :func:`verdict` returns
+    record: the chapter's full-results record (``numbers[base_key]["methods"][method]`` as
+            :func:`verdict_numbers` writes it), or None
+    returns one row per interpreter, columns (base_key, "upper, build" / "upper, recorded" /
+            "passes, build" / "passes, recorded"); recorded cells are NaN / "–" where the record lacks them.
+    """
+    import pandas as pd
+
+    if not isinstance(build, dict) or not build:
+        raise ValueError("build must be a non-empty dict {base_key: verdict DataFrame}")
+    numbers = (record or {}).get("numbers", {})
+    cols = {}
+    for key, v in build.items():
+        rec = numbers.get(key, {}).get("methods", {})
+        cols[(key, "upper, build")] = v["upper layers (mean)"].astype(float)
+        cols[(key, "upper, recorded")] = pd.Series({m: rec[m]["upper"] if m in rec else float("nan") for m in v.index})
+        cols[(key, "passes, build")] = v["passes"].map({True: "yes", False: "no"})
+        cols[(key, "passes, recorded")] = pd.Series(
+            {m: ("yes" if rec[m]["passes"] else "no") if m in rec else "–" for m in v.index})
+    return pd.DataFrame(cols)
 
 
 def manipulation_checks(original: nn.Module, manipulated: dict, x: torch.Tensor, *, options: dict | None = None,
