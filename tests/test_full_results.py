@@ -143,3 +143,18 @@ def test_full_profile_code_paths_run_at_smoke_sizes(mirror_available, tmp_path):
                 for row in (*rows["cifar_resnet20"].values(), *rows["mobilenet_v2"].values()):
                     row.pop("finetune_seconds")
         assert a == b, chapter
+
+
+def test_input_part_names_are_the_parts_in_their_order():
+    """``input_part_names`` (how the 02a chapter counts an unfinished record's parts) lists exactly
+    the parts ``input_parts`` builds, and the full-results order runs each of them once."""
+    from xaifool import experiments as X
+
+    s = X.InputSetup(model=None, x=None, y=None, classes=(), n_pool=0, k=1, options={})  # parts are built, not run
+    for imagenet in (True, False):
+        names = list(X.input_parts(config.SMOKE, s, imagenet=imagenet))
+        assert names == X.input_part_names(imagenet=imagenet)
+        assert len(names) == len(set(names)) == 6 * 4 * 3 + 3 + 2 * imagenet
+    order = full_results._input_order(X.input_part_names())
+    assert sorted(order) == sorted(X.input_part_names()) and order[-1] == "target_lrp"
+    assert not any(n.startswith(("grid/smoothgrad", "grid/integrated")) for n in order[:40])

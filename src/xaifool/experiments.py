@@ -17,7 +17,7 @@ import torch
 
 from .config import Profile
 
-__all__ = ["InputSetup", "input_setup", "input_parts", "merge_results", "input_results", "input_numbers",
+__all__ = ["InputSetup", "input_setup", "input_parts", "input_part_names", "merge_results", "input_results", "input_numbers",
            "grid_cell_numbers", "region_numbers", "dombrowski_numbers", "imagenet_numbers", "tabular_numbers",
            "EPSILONS", "REGION"]
 
@@ -126,6 +126,15 @@ def input_parts(P: Profile, s: InputSetup, *, imagenet: bool = True) -> dict:
         for m in ("gradient", "lrp"):
             parts[f"imagenet_{m}"] = on_imagenet(m)
     return parts
+
+
+def input_part_names(*, imagenet: bool = True) -> list[str]:
+    """The names of :func:`input_parts`, in its order, without building anything (e.g. to tell how much
+    of an unfinished full-results record is done)."""
+    from .attacks.input import ATTACK_METHODS
+
+    names = [f"grid/{m}/{a}/{e:g}" for m in ATTACK_METHODS for e in EPSILONS for a in ("random", "topk", "center")]
+    return names + ["region", "target_gradient", "target_lrp"] + (["imagenet_gradient", "imagenet_lrp"] if imagenet else [])
 
 
 def merge_results(results: dict, new: dict) -> dict:
