@@ -294,3 +294,14 @@ def test_levels_off_phrase_finds_the_knee_or_says_still_rising():
     rising = pd.DataFrame({"batch": [64, 1, 16], "img_iter_per_s": [300.0, 8.0, 120.0]})   # unsorted on purpose
     assert "still rising at the largest batch measured (64 images, 300" in perf.levels_off_phrase(rising, "X")
     assert perf.levels_off_phrase(flat.iloc[:0], "X") == ""
+
+
+def test_variants_table_skips_a_variant_the_backend_refused(tmp_path):
+    """A benchmark row that records an ``error`` (a CUDA-graph capture that failed) is left out of the
+    table, and the speed-ups stay relative to the plain step."""
+    cpu, gpu = _fixtures(tmp_path)
+    gpu["runs"][0]["variants"].append({"variant": "TF32 + CUDA graph", "error": "RuntimeError: capture failed"})
+    (tmp_path / "attacks-cuda.json").write_text(json.dumps(gpu))
+    var = perf.variants(perf.load(tmp_path)).query("device == 'cuda' and model == 'resnet20'").set_index("variant")
+    assert "TF32 + CUDA graph" not in var.index
+    assert var.loc["TF32", "× plain fp32"] == pytest.approx(3000.0 / 1600.0)

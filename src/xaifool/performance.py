@@ -158,6 +158,8 @@ def variants(records):
         for run in r["runs"]:
             base = None
             for v in run.get("variants", []):
+                if "img_iter_per_s" not in v:   # a variant the backend refused (its "error" says why)
+                    continue
                 base = base or v["img_iter_per_s"]
                 rows.append({"device": _dev(r), "model": run["model"], "variant": v["variant"],
                              "img·it/s": v["img_iter_per_s"], "× plain fp32": v["img_iter_per_s"] / base,
