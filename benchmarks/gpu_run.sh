@@ -16,7 +16,7 @@
 #             visit too short for all of them one after another records a part of each — their
 #             "seconds" are then times under sharing; LOGS=DIR puts the logs elsewhere; RESUME=0
 #             recomputes a chapter whose record is unfinished instead of continuing it (full-results
-#             --resume, the default here: a complete record is left as it is)
+#             --resume, the default here: a complete record is left as it is); RESULTS_TO=DIR (below)
 #
 # Writes benchmarks/results/attacks-cuda.json, benchmarks/results/full/<chapter>.json and logs
 # under benchmarks/results/full/logs/. The tabular chapter is CPU work (LIME, KernelSHAP): it runs
@@ -36,7 +36,14 @@ if compgen -G "$WHL/*.whl" >/dev/null; then
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" XAIFOOL_DATA="$(cd "$DATA" && pwd)" PYTHONUNBUFFERED=1
 export XAIFOOL_CACHE=/tmp/xaifool-cache
-LOGS=${LOGS:-benchmarks/results/full/logs}
+# RESULTS_TO=DIR: write every result there instead (on the device tool: $OUT/r, since only $OUT comes
+# back), starting from copies of the committed chapter records, so that --resume continues them
+if [ -n "${RESULTS_TO:-}" ]; then
+  mkdir -p "$RESULTS_TO/full" && cp benchmarks/results/full/*.json "$RESULTS_TO/full/" || exit 1
+  rm -rf /tmp/results-committed && mv benchmarks/results /tmp/results-committed
+  ln -s "$(cd "$RESULTS_TO" && pwd)" benchmarks/results
+fi
+LOGS=${LOGS:-$([ -n "${RESULTS_TO:-}" ] && echo /tmp/gpu-logs || echo benchmarks/results/full/logs)}
 mkdir -p "$LOGS"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 -c "import torch, torchvision, zennit, captum; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"

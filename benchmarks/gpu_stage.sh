@@ -10,9 +10,9 @@
 #           them; zennit 1.0 differs from 0.5.1 in its batch-norm merge)
 # A visit is then two calls, the second within the machine's 30 s warm window:
 #   carry [".gpu/a"]:            mkdir -p /tmp/xdata && cp -r .gpu/a/data/. /tmp/xdata/
-#   carry [".gpu/b", ".gpu/whl"]: cp -r .gpu/b/data/. /tmp/xdata/; mv benchmarks/results /tmp/r0; mkdir -p $OUT/r;
-#       ln -s $OUT/r benchmarks/results; PARALLEL=1 TAB=0 LOGS=/tmp/logs bash benchmarks/gpu_run.sh .gpu/whl /tmp/xdata 560
-#       2>&1 | tee $OUT/run.log                  (results come back under $OUT/r, at most 8 files)
+#   carry [".gpu/b", ".gpu/whl"]: cp -r .gpu/b/data/. /tmp/xdata/; RESULTS_TO=$OUT/r PARALLEL=1 TAB=0
+#       bash benchmarks/gpu_run.sh .gpu/whl /tmp/xdata 560 2>&1 | tee $OUT/run.log
+#   (the results come back under $OUT/r, the unfinished chapter records continued: at most 8 files)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=${1:-../shared/data}

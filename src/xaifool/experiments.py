@@ -17,7 +17,7 @@ import torch
 
 from .config import Profile
 
-__all__ = ["InputSetup", "input_setup", "input_parts", "input_part_names", "merge_results", "input_results", "input_numbers",
+__all__ = ["InputSetup", "input_setup", "input_parts", "input_part_names", "merge_results", "input_results", "add_part_numbers", "input_numbers",
            "grid_cell_numbers", "region_numbers", "dombrowski_numbers", "imagenet_numbers", "tabular_numbers",
            "EPSILONS", "REGION"]
 
@@ -214,6 +214,33 @@ def imagenet_numbers(results: dict, m: str, k: int) -> dict:
     return row
 
 
+def add_part_numbers(out: dict, name: str, res: dict, k: int) -> dict:
+    """Merge into ``out`` (the structure :func:`input_numbers` returns) the numbers of part ``name`` of
+    :func:`input_parts`, from ``res``, the entries its ``run()`` returned (or a results dict holding
+    them; a ``grid/…`` name adds every cell of ``res["grid"]``). In place; returns ``out``."""
+    seconds = out.setdefault("seconds", {"grid": 0.0})
+    if name.startswith("grid/"):
+        for (attack, method, eps), r in res["grid"].items():
+            out.setdefault("curves", {}).setdefault(method, {}).setdefault(attack, {})[f"{eps:g}"] = grid_cell_numbers(r, k)
+            seconds["grid"] += r.seconds
+    elif name == "region":
+        out["region"] = region_numbers(res["region"])
+    elif name.startswith("target_"):
+        m = name.removeprefix("target_")
+        out.setdefault("dombrowski", {})[m] = dombrowski_numbers(res[name])
+        seconds[f"dombrowski_{m}"] = res[name].seconds
+    elif name.startswith("imagenet_"):
+        from .attacks.input import default_k
+
+        m = name.removeprefix("imagenet_")
+        k_in = default_k(res["imagenet_x"].shape[-2:])
+        out.setdefault("imagenet", {}).update(k=k_in, n_images=len(res["imagenet_x"]))
+        out["imagenet"][m] = imagenet_numbers(res, m, k_in)
+    else:
+        raise ValueError(f"name must be a part of input_parts (grid/…, region, target_…, imagenet_…), got {name!r}")
+    return out
+
+
 def input_numbers(results: dict, k: int) -> dict:
     """The numbers of the chapters' "paper vs this book" tables, from :func:`input_results`.
 
@@ -223,26 +250,15 @@ def input_numbers(results: dict, k: int) -> dict:
     change of a class probability}; ``imagenet``: {method: {"random", "topk": top-k, ρ, labels kept,
     seconds per image}}; ``seconds``: wall-clock seconds of each attack family.
     """
-    curves: dict = {}
-    seconds = {"grid": 0.0}
-    for (attack, method, eps), r in results["grid"].items():
-        curves.setdefault(method, {}).setdefault(attack, {})[f"{eps:g}"] = grid_cell_numbers(r, k)
-        seconds["grid"] += r.seconds
-    out = {"k": int(k), "fsr_tau": FSR_TAU, "curves": curves, "seconds": seconds}
+    out = add_part_numbers({"k": int(k), "fsr_tau": FSR_TAU, "curves": {}, "seconds": {"grid": 0.0}}, "grid/",
+                           results, k)
     if "target_lrp" not in results:   # a partial result (see input_results' on_done)
         return out
-    out["dombrowski"] = {}
-    out["region"] = region_numbers(results["region"])
-    for m in ("gradient", "lrp"):
-        out["dombrowski"][m] = dombrowski_numbers(results[f"target_{m}"])
-        seconds[f"dombrowski_{m}"] = results[f"target_{m}"].seconds
+    for name in ("region", "target_gradient", "target_lrp"):
+        add_part_numbers(out, name, results, k)
     if "imagenet_topk_lrp" in results:
-        from .attacks.input import default_k
-
-        k_in = default_k(results["imagenet_x"].shape[-2:])
-        out["imagenet"] = {"k": k_in, "n_images": len(results["imagenet_x"])}
         for m in ("gradient", "lrp"):
-            out["imagenet"][m] = imagenet_numbers(results, m, k_in)
+            add_part_numbers(out, f"imagenet_{m}", results, k)
     return out
 
 

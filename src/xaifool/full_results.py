@@ -60,35 +60,16 @@ def _input_chapter(P, partial, jobs=1, done=None):
     import copy
 
     from . import experiments as X
-    from .attacks.input import default_k
 
     s = X.input_setup(P)
     parts = X.input_parts(P, s)
     out = copy.deepcopy(done) if done else {}
     out.update(k=int(s.k), fsr_tau=X.FSR_TAU, n_images=len(s.x), n_pool=s.n_pool)
-    out.setdefault("curves", {})
-    out.setdefault("seconds", {"grid": 0.0})
     finished = list(out.get("parts", []))
     for name in _input_order(list(parts)):
         if name in finished:
             continue
-        res = X.merge_results({}, parts[name]())
-        if name.startswith("grid/"):
-            (key, r), = res["grid"].items()
-            attack, method, eps = key
-            out["curves"].setdefault(method, {}).setdefault(attack, {})[f"{eps:g}"] = X.grid_cell_numbers(r, s.k)
-            out["seconds"]["grid"] += r.seconds
-        elif name == "region":
-            out["region"] = X.region_numbers(res["region"])
-        elif name.startswith("target_"):
-            m = name.removeprefix("target_")
-            out.setdefault("dombrowski", {})[m] = X.dombrowski_numbers(res[name])
-            out["seconds"][f"dombrowski_{m}"] = res[name].seconds
-        else:
-            m = name.removeprefix("imagenet_")
-            k_in = default_k(res["imagenet_x"].shape[-2:])
-            out.setdefault("imagenet", {}).update(k=k_in, n_images=len(res["imagenet_x"]))
-            out["imagenet"][m] = X.imagenet_numbers(res, m, k_in)
+        X.add_part_numbers(out, name, parts[name](), s.k)
         finished.append(name)
         out["parts"] = finished
         if len(finished) < len(parts):
