@@ -83,4 +83,5 @@ for ch in ${CHAPTERS:-02a_input_manipulation 02b_model_manipulation 06_sanity_ch
 done
 wait
 [ "${TAB:-1}" = 0 ] || tail -3 "$LOGS/08_experiments.log"
+python3 -m xaifool full-results --status   # what the records hold now, chapter by chapter
 echo "total $(( $(date +%s) - start )) s"

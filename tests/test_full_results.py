@@ -76,6 +76,8 @@ def test_run_rejects_a_bad_number_of_jobs(jobs, tmp_path):
 def test_full_profile_code_paths_run_at_smoke_sizes(mirror_available, tmp_path):
     """``python -m xaifool full-results`` in the smoke profile: every chapter's paper-scale path runs
     end to end (a reader with a GPU must not discover a crash after an hour) and writes valid records."""
+    from xaifool import experiments as X
+
     env = {**os.environ, "XAIFOOL_PROFILE": "smoke", "XAIFOOL_DEVICE": "cpu", "XAIFOOL_CACHE": str(tmp_path / "cache")}
     out = tmp_path / "full"
     proc = subprocess.run([sys.executable, "-m", "xaifool", "full-results", "--out", str(out), "--jobs", "2"], cwd=REPO_ROOT,
@@ -105,6 +107,12 @@ def test_full_profile_code_paths_run_at_smoke_sizes(mirror_available, tmp_path):
         assert set(san[key]["methods"]) == set(sanity.CHAPTER_METHODS) and san[key]["n_images"] >= 1
         assert all(-1 <= v["after_all"] <= 1 and isinstance(v["passes"], bool)
                    for v in san[key]["methods"].values())
+    # each part is timed: 02a's attacks, 02b's models, 06's networks
+    assert set(num["part_seconds"]) == set(num["parts"]) == set(X.input_part_names())
+    assert all(v > 0 for v in num["part_seconds"].values())
+    assert all(row["seconds"] >= row["finetune_seconds"] > 0 for row in (*heo["cifar_resnet20"].values(),
+                                                                       *heo["mobilenet_v2"].values()))
+    assert all(san[key]["seconds"] > 0 for key in ("mobilenet_v2", "cifar_resnet20"))
     tab = json.loads((out / "08_experiments.json").read_text())["numbers"]
     assert set(tab["slack"]) == set(tab["slack_settings"]) == {"compas", "german", "adult"}
     assert set(tab["dimanov"]) >= {"compas", "german"}
@@ -134,14 +142,14 @@ def test_full_profile_code_paths_run_at_smoke_sizes(mirror_available, tmp_path):
         a, b = again["numbers"], whole[chapter]["numbers"]
         if chapter.startswith("02a"):
             assert sorted(a.pop("parts")) == sorted(b.pop("parts"))
-            a.pop("seconds"), b.pop("seconds")
+            a.pop("seconds"), b.pop("seconds"), a.pop("part_seconds"), b.pop("part_seconds")
             for m in ("gradient", "lrp"):
                 a["imagenet"][m]["random"].pop("seconds_per_image"), a["imagenet"][m]["topk"].pop("seconds_per_image")
                 b["imagenet"][m]["random"].pop("seconds_per_image"), b["imagenet"][m]["topk"].pop("seconds_per_image")
         else:
             for rows in (a, b):
                 for row in (*rows["cifar_resnet20"].values(), *rows["mobilenet_v2"].values()):
-                    row.pop("finetune_seconds")
+                    row.pop("finetune_seconds"), row.pop("seconds")
         assert a == b, chapter
 
 
@@ -158,3 +166,54 @@ def test_input_part_names_are_the_parts_in_their_order():
     order = full_results._input_order(X.input_part_names())
     assert sorted(order) == sorted(X.input_part_names()) and order[-1] == "target_lrp"
     assert not any(n.startswith(("grid/smoothgrad", "grid/integrated")) for n in order[:40])
+
+
+def _partial_records():
+    """An unfinished record per GPU chapter (02a: 3 attacks timed; 02b: 2 of 17 models; 06: 1 network)."""
+    from xaifool import experiments as X
+
+    names = X.input_part_names()
+    a = _record(complete=False, seconds=30.0, numbers={
+        "parts": [names[0], names[1], "target_lrp"],
+        "part_seconds": {names[0]: 1.5, names[1]: 2.5, "target_lrp": 20.0}})
+    grid = tuple((at, m) for at in ("location", "topk", "center", "swap") for m in ("gradcam", "lrp", "gradient"))
+    b = _record(chapter="02b_model_manipulation", complete=False, seconds=40.0,
+                settings={"heo_grid": [list(p) for p in grid], "heo_imagenet_grid": [["topk", "gradcam"]] * 5},
+                numbers={"cifar_resnet20": {"location/gradcam": {"fsr": 0.9, "seconds": 12.0},
+                                            "topk/gradcam": {"fsr": 0.8}}})
+    c = _record(chapter="06_sanity_checks", complete=False, seconds=50.0,
+                numbers={"mobilenet_v2": {"n_images": 16, "seconds": 45.0}})
+    return a, b, c
+
+
+def test_progress_counts_the_parts_a_record_holds():
+    a, b, c = _partial_records()
+    assert full_results.progress(a) == (3, 77, "attacks")
+    assert full_results.progress(b) == (2, 17, "models")
+    assert full_results.progress(c) == (1, 2, "networks")
+    assert full_results.progress({**c, "complete": True}) == (2, 2, "networks")
+    tab = _record(chapter="08_experiments", complete=False,
+                  numbers={"slack": {"compas": {"lime": {}, "kernel_shap": {}}}, "slack_settings": {}, "dimanov": {}})
+    assert full_results.progress(tab) == (2, 15, "experiments")
+    with pytest.raises(ValueError, match="schema"):
+        full_results.progress({**a, "schema": "x"})
+    # every committed record: a complete one has done all its parts, an unfinished one fewer
+    for p in sorted(full_results.RESULTS_DIR.glob("*.json")):
+        rec = json.loads(p.read_text())
+        done, total, _ = full_results.progress(rec)
+        assert (done == total) == rec["complete"] and 0 <= done <= total, p.name
+
+
+def test_status_lists_every_chapter_and_the_command_prints_it(tmp_path, capsys):
+    from xaifool.__main__ import main
+
+    for rec in _partial_records():
+        full_results.write(rec, tmp_path)
+    rows = {r["chapter"]: r for r in full_results.status(tmp_path)}
+    assert list(rows) == list(full_results.CHAPTERS)
+    assert rows["08_experiments"] == {"chapter": "08_experiments", "recorded": False}
+    assert rows["02b_model_manipulation"]["done"] == 2 and rows["02b_model_manipulation"]["seconds"] == 40.0
+    assert full_results.status(tmp_path, profile="quick")[0]["recorded"] is False
+    assert main(["full-results", "--status", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 4 and "3 of 77 attacks" in out[0] and "no run recorded" in out[3]

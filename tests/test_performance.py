@@ -44,7 +44,44 @@ def _fixtures(folder):
         "torch": "x", "builds": {b: {"profile": "quick", "time": "2026-01-01T00:00:00Z", "commit": "abc", "note": "",
                                      "pages": [{"page": "notebooks/a", "seconds": s}], "total_s": s}
                                  for b, s in (("cold", 900.0), ("warm", 60.0))}}))
+    (folder / "full").mkdir(exist_ok=True)
+    for rec in FULL_RECORDS:
+        (folder / "full" / f"{rec['chapter']}.json").write_text(json.dumps(rec))
     return cpu, gpu
+
+
+def _full(chapter, complete, seconds, numbers, settings=None):
+    return {"schema": "xaifool.full-results/1", "chapter": chapter, "profile": "full", "device": "cuda",
+            "device_name": "Test GPU", "date": "2026-01-01T00:00:00Z", "commit": "abcdef0123", "command": "x",
+            "torch": "x", "seconds": seconds, "complete": complete, "settings": settings or {}, "numbers": numbers}
+
+
+#: Full-results records: 02a unfinished with 4 timed attacks (3 grid cells of two interpreters),
+#: 06 complete with its networks timed; no 02b or 08 record.
+FULL_RECORDS = [
+    _full("02a_input_manipulation", False, 100.0, {
+        "parts": ["grid/gradient/random/1", "grid/gradient/topk/1", "grid/lrp/topk/8", "target_lrp"],
+        "part_seconds": {"grid/gradient/random/1": 2.0, "grid/gradient/topk/1": 3.0, "grid/lrp/topk/8": 5.0,
+                         "target_lrp": 80.0}}),
+    _full("06_sanity_checks", True, 140.0, {"mobilenet_v2": {"seconds": 100.0}, "cifar_resnet20": {"seconds": 38.0}}),
+]
+
+
+def test_full_profile_tables_read_the_records(tmp_path):
+    _fixtures(tmp_path)
+    frame = perf.full_profile(tmp_path)
+    assert list(frame.chapter) == [perf.CHAPTER_TITLES[c] for c in perf.CHAPTER_TITLES]
+    assert list(frame.recorded) == ["4 of 77 attacks", "no run yet", "complete", "no run yet"]
+    assert frame.seconds.iloc[0] == 100.0 and frame.seconds.isna().tolist() == [False, True, False, True]
+    text = perf.full_profile_sentence(frame)
+    assert "1 of 4 chapters" in text and "Sanity checks (06), 140 s on the Test GPU" in text
+    assert "4 of 77 attacks in 100 s" in text and "no run recorded: Model manipulation (02b); Experiments" in text
+    parts = perf.full_profile_parts(tmp_path)
+    got = {(r.part, r.parts): r.seconds for r in parts.itertuples()}
+    assert got == {("grid cells, gradient", 2): 5.0, ("grid cells, lrp", 1): 5.0, ("target_lrp", 1): 80.0,
+                   ("mobilenet_v2", 1): 100.0, ("cifar_resnet20", 1): 38.0}
+    assert len(perf.full_profile_parts(tmp_path / "empty")) == 0 and perf.full_profile(tmp_path / "empty").recorded.eq(
+        "no run yet").all()
 
 
 SANITY = {"benchmark": "sanity", "device": "cpu", "device_name": "Test CPU", "threads": 2, "torch": "x",
@@ -123,7 +160,7 @@ def test_performance_page_builds_from_fixture_files(tmp_path):
         glued = {o["metadata"]["scrapbook"]["name"] for c in nb.cells if c.cell_type == "code"
                  for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})}
         assert {"gpu_ratio_sentence", "gpu_hw_sentence", "var_sentence", "fig_scaling",
-                "hw_cpu_resnet20_pct", "sanity_sentence", "book_sentence"} <= glued
+                "hw_cpu_resnet20_pct", "sanity_sentence", "book_sentence", "full_sentence"} <= glued
 
 
 def test_book_times_reads_the_build_in_execution_order(tmp_path, capsys):

@@ -86,8 +86,11 @@ def _bench(args) -> int:
 
 
 def _full_results(args) -> int:
-    from .full_results import run
+    from .full_results import run, status, status_text
 
+    if args.status:
+        print(status_text(status(args.out, profile=None)))
+        return 0
     print(describe())
     t0 = time.perf_counter()
     paths = run(args.only or None, out_dir=args.out, command=args.command or "", jobs=args.jobs, resume=args.resume)
@@ -191,6 +194,8 @@ def main(argv=None) -> int:
                    "(LIME, KernelSHAP; the numbers do not depend on it)")
     f.add_argument("--resume", action="store_true", help="continue each chapter's unfinished record in --out "
                    "(same profile and settings), skipping the parts it holds")
+    f.add_argument("--status", action="store_true", help="only print what the records in --out hold (per chapter: "
+                   "profile, parts done, seconds, device) and exit")
     f.set_defaults(fn=_full_results)
     t = sub.add_parser("exec-times", help="seconds per page of the last book build")
     t.add_argument("build_dir", nargs="?", help="the build folder (default <repo>/_build)")

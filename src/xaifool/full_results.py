@@ -30,7 +30,8 @@ import torch
 
 from .config import REPO_ROOT, device_name, get_config
 
-__all__ = ["CHAPTERS", "SCHEMA", "RESULTS_DIR", "run", "record", "check_record", "load", "write"]
+__all__ = ["CHAPTERS", "SCHEMA", "RESULTS_DIR", "run", "record", "check_record", "load", "write", "progress", "status",
+           "status_text"]
 
 SCHEMA = "xaifool.full-results/1"
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results" / "full"
@@ -69,7 +70,9 @@ def _input_chapter(P, partial, jobs=1, done=None):
     for name in _input_order(list(parts)):
         if name in finished:
             continue
+        t0 = time.perf_counter()
         X.add_part_numbers(out, name, parts[name](), s.k)
+        out.setdefault("part_seconds", {})[name] = time.perf_counter() - t0
         finished.append(name)
         out["parts"] = finished
         if len(finished) < len(parts):
@@ -94,6 +97,7 @@ def _model_chapter(P, partial, jobs=1, done=None):
         for pair in grid:
             if "/".join(pair) in out.get(base_key, {}):
                 continue
+            t0 = time.perf_counter()
             g = MM.run_grid(base_key, [pair], x_test=test.x, y_test=test.y, progress=False)
             r, model = g["results"][pair], g["models"][pair]
             row = {"fsr": r.fsr, "fsr_unmodified": g["unmodified"][pair].fsr, "accuracy": r.accuracy,
@@ -105,6 +109,7 @@ def _model_chapter(P, partial, jobs=1, done=None):
                                 options=others, cache=True)
                 row["transfer"] = {m: t[m].fsr for m in others}
                 row["n_transfer"] = len(test.x[some])
+            row["seconds"] = time.perf_counter() - t0
             out.setdefault(base_key, {})["/".join(pair)] = row
             if sum(len(v) for v in out.values()) < n_pairs:
                 partial(out)
@@ -121,8 +126,10 @@ def _sanity_chapter(P, partial, jobs=1, done=None):
     for base_key in keys:
         if base_key in out:
             continue
+        t0 = time.perf_counter()
         result, x = S.chapter_test(base_key, P)
-        out[base_key] = {"n_images": len(x), "n_steps": len(result["layers"]), "methods": S.verdict_numbers(result)}
+        out[base_key] = {"n_images": len(x), "n_steps": len(result["layers"]), "methods": S.verdict_numbers(result),
+                         "seconds": time.perf_counter() - t0}
         if any(k not in out for k in keys):
             partial(out)
     return out
@@ -231,15 +238,75 @@ def write(rec: dict, out_dir: Path | None = None) -> Path:
     return atomic_write_text(out_dir / f"{rec['chapter']}.json", json.dumps(rec, indent=1, sort_keys=True) + "\n")
 
 
-def load(chapter: str, results_dir: Path | None = None, *, profile: str = "full") -> dict | None:
-    """The recorded run of ``chapter`` in ``profile`` (validated), or None if none was recorded."""
+def load(chapter: str, results_dir: Path | None = None, *, profile: str | None = "full") -> dict | None:
+    """The recorded run of ``chapter`` in ``profile`` (validated; ``None``: whichever profile it ran in),
+    or None if none was recorded."""
     if chapter not in CHAPTERS:
         raise ValueError(f"chapter must be one of {sorted(CHAPTERS)}, got {chapter!r}")
     path = (Path(results_dir) if results_dir is not None else RESULTS_DIR) / f"{chapter}.json"
     if not path.is_file():
         return None
     rec = check_record(json.loads(path.read_text()))
-    return rec if rec["profile"] == profile else None
+    return rec if profile is None or rec["profile"] == profile else None
+
+
+def progress(rec: dict) -> tuple[int, int, str]:
+    """(parts done, parts in all, what a part is) of a record: chapter 02a's attacks
+    (:func:`xaifool.experiments.input_part_names`), 02b's manipulated models (its settings' grids),
+    06's networks, 08's experiments (scaffold per data set and explainer under two settings, then
+    the concealment per data set). A complete record has done every part."""
+    check_record(rec)
+    n, chapter = rec["numbers"], rec["chapter"]
+    if chapter == "02a_input_manipulation":
+        from .experiments import input_part_names
+
+        total, unit, done = len(input_part_names()), "attacks", len(n.get("parts", []))
+    elif chapter == "02b_model_manipulation":
+        s = rec["settings"]
+        total = len(s.get("heo_grid", ())) + len(s.get("heo_imagenet_grid", ()))
+        unit, done = "models", sum(len(v) for v in n.values() if isinstance(v, dict))
+    elif chapter == "06_sanity_checks":
+        total, unit, done = 2, "networks", sum(k in n for k in ("mobilenet_v2", "cifar_resnet20"))
+    else:
+        from .attacks.tabular import SCAFFOLD_EXPLAINERS
+
+        names = ("compas", "german", "adult")
+        total, unit = 2 * len(names) * len(SCAFFOLD_EXPLAINERS) + len(names), "experiments"
+        done = sum(len(n.get(key, {}).get(d, {})) for key in ("slack", "slack_settings") for d in names) \
+            + len(n.get("dimanov", {}))
+    return (total if rec["complete"] else min(done, total)), total, unit
+
+
+def status(results_dir: Path | None = None, *, profile: str | None = "full") -> list[dict]:
+    """One row per chapter of :data:`CHAPTERS` about its recorded run in ``profile`` (``None``: in
+    any): ``chapter``, ``recorded`` (False where there is none) and, where there is, ``profile``,
+    ``device_name``, ``date``,
+    ``commit`` (7 characters), ``seconds`` (on the device, all visits together), ``done``, ``total``,
+    ``unit`` (:func:`progress`) and ``complete``."""
+    rows = []
+    for chapter in CHAPTERS:
+        rec = load(chapter, results_dir, profile=profile)
+        if rec is None:
+            rows.append({"chapter": chapter, "recorded": False})
+            continue
+        done, total, unit = progress(rec)
+        rows.append({"chapter": chapter, "recorded": True, "profile": rec["profile"], "device_name": rec["device_name"], "date": rec["date"][:10],
+                     "commit": rec["commit"][:7], "seconds": rec["seconds"], "done": done, "total": total,
+                     "unit": unit, "complete": rec["complete"]})
+    return rows
+
+
+def status_text(rows: list[dict]) -> str:
+    """:func:`status` as the lines ``python -m xaifool full-results --status`` prints."""
+    lines = []
+    for r in rows:
+        if not r["recorded"]:
+            lines.append(f"{r['chapter']:24s} no run recorded")
+            continue
+        what = "complete" if r["complete"] else f"{r['done']} of {r['total']} {r['unit']}"
+        lines.append(f"{r['chapter']:24s} {r['profile']:6s} {what:22s} {r['seconds']:8.1f} s  {r['device_name']}, "
+                     f"{r['date']}, {r['commit']}")
+    return "\n".join(lines)
 
 
 def run(only=None, out_dir: Path | None = None, command: str = "", log=print, jobs: int = 1,

@@ -17,6 +17,8 @@ Performance page: validation of a record, and the tables and curves the page sho
 ``book_times_table(rec)``   seconds per page, cold and warm, from that record
 ``record_install(…)``       store the time a fresh installation took (``benchmarks/install.py``)
 ``book_sentence(rec)``      the Performance page's verdict on the cold build against the 15-minute goal
+``full_profile(dir)``       the recorded full-profile runs, a row per chapter (done, device, seconds)
+``full_profile_parts(dir)`` where those runs spent their seconds, part by part
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from .config import REPO_ROOT
 __all__ = ["RESULTS_DIR", "load", "load_tabular", "check", "machines", "throughput", "hardware", "variants", "scaling", "levels_off_phrase", "growth",
            "check_sanity", "load_sanity", "sanity", "book_times", "book_plan", "slowest_cells", "BOOK_BUILDS",
            "record_book_times", "load_book_times", "book_times_table", "record_install", "book_sentence",
-           "GOAL_MINUTES"]
+           "GOAL_MINUTES", "CHAPTER_TITLES", "full_profile", "full_profile_parts", "full_profile_sentence"]
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 _REQUIRED = {"benchmark": str, "device": str, "device_name": str, "threads": int, "torch": str, "time": str,
@@ -468,3 +470,88 @@ def book_sentence(rec: dict | None) -> str:
                 f"timed here: {missing}.")
     return (text + f" What is timed of a first build on a fresh machine ({measured}) is already "
             f"{total - GOAL_MINUTES:.1f} minutes over the book's goal of {GOAL_MINUTES} minutes, without {missing}.")
+
+
+#: How the Performance page names the chapters of the full-results records.
+CHAPTER_TITLES = {"02a_input_manipulation": "Input manipulation (02a)", "02b_model_manipulation":
+                  "Model manipulation (02b)", "06_sanity_checks": "Sanity checks (06)", "08_experiments":
+                  "Experiments, tabular (08)"}
+
+
+def full_profile(results_dir: Path | str | None = None):
+    """The recorded full-profile runs (``<results_dir>/full``, default ``benchmarks/results/full``;
+    :func:`xaifool.full_results.status`) as a table: one row per chapter, with the device, the date, what the record holds (complete, or
+    N of M parts), and the seconds it took on the device, all visits together."""
+    import pandas as pd
+
+    from .full_results import status
+
+    rows = []
+    for r in status(_folder(results_dir) / "full"):
+        title = CHAPTER_TITLES.get(r["chapter"], r["chapter"])
+        if not r["recorded"]:
+            rows.append({"chapter": title, "device": "–", "date": "–", "recorded": "no run yet",
+                         "seconds": float("nan")})
+            continue
+        rows.append({"chapter": title, "device": r["device_name"], "date": r["date"],
+                     "recorded": "complete" if r["complete"] else f"{r['done']} of {r['total']} {r['unit']}",
+                     "seconds": float(r["seconds"])})
+    return pd.DataFrame(rows)
+
+
+def _part_family(chapter: str, name: str) -> str:
+    """The row a part's seconds are added to: 02a's grid cells by interpreter, everything else as named."""
+    if chapter == "02a_input_manipulation" and name.startswith("grid/"):
+        return f"grid cells, {name.split('/')[1]}"
+    return name
+
+
+def full_profile_parts(results_dir: Path | str | None = None):
+    """Where the recorded full-profile runs spent their seconds: rows (chapter, part, parts, seconds)
+    — chapter 02a's attacks (its grid cells summed per interpreter), 02b's models, 06's networks —
+    for the parts whose seconds a record holds (records written before parts were timed hold none)."""
+    import pandas as pd
+
+    from .full_results import CHAPTERS, load
+
+    rows = []
+    for chapter in CHAPTERS:
+        rec = load(chapter, _folder(results_dir) / "full")
+        if rec is None:
+            continue
+        n, title = rec["numbers"], CHAPTER_TITLES.get(chapter, chapter)
+        timed: dict = {}
+        if chapter == "02a_input_manipulation":
+            timed = dict(n.get("part_seconds", {}))
+        elif chapter == "02b_model_manipulation":
+            timed = {f"{net}: {pair}": row["seconds"] for net, models in n.items() if isinstance(models, dict)
+                     for pair, row in models.items() if isinstance(row, dict) and "seconds" in row}
+        elif chapter == "06_sanity_checks":
+            timed = {net: v["seconds"] for net, v in n.items() if isinstance(v, dict) and "seconds" in v}
+        families: dict = {}
+        for name, s in timed.items():
+            fam = families.setdefault(_part_family(chapter, name), [0, 0.0])
+            fam[0] += 1
+            fam[1] += float(s)
+        rows += [{"chapter": title, "part": fam, "parts": k, "seconds": s} for fam, (k, s) in families.items()]
+    return pd.DataFrame(rows, columns=["chapter", "part", "parts", "seconds"])
+
+
+def full_profile_sentence(frame) -> str:
+    """What :func:`full_profile`'s table says, in a sentence (Markdown): which chapters are recorded
+    complete, on which devices and in how many seconds, and which are unfinished or missing."""
+    done = frame[frame.recorded == "complete"]
+    part = frame[(frame.recorded != "complete") & (frame.recorded != "no run yet")]
+    none = frame[frame.recorded == "no run yet"]
+    text = []
+    if len(done):
+        text.append(f"Complete full-profile records: {len(done)} of {len(frame)} chapters — "
+                    + "; ".join(f"{r.chapter}, {r.seconds:.0f} s on the {r.device}" for r in done.itertuples()))
+    else:
+        text.append(f"None of the {len(frame)} chapters has a complete full-profile record yet")
+    if len(part):
+        text.append("unfinished: " + "; ".join(f"{r.chapter}, {r.recorded} in {r.seconds:.0f} s on the {r.device}"
+                                               for r in part.itertuples()))
+    if len(none):
+        text.append("no run recorded: " + "; ".join(none.chapter))
+    return "; ".join(text) + "."
