@@ -62,6 +62,7 @@ def _tiny_book(src, cells):
     shutil.copy(ROOT / "_config.yml", src / "_config.yml")
     (src / "book").mkdir()
     shutil.copy(ROOT / "book" / "references.bib", src / "book" / "references.bib")
+    shutil.copytree(ROOT / "book" / "_static", src / "book" / "_static")   # the config's html_static_path
     head = (ROOT / "notebooks" / "01_interpreters.md").read_text().split("---", 2)[1]
     names = [f"p{i}" for i in range(len(cells))]
     for name, code in zip(names, cells):
