@@ -191,7 +191,9 @@ def test_progress_counts_the_parts_a_record_holds():
     assert full_results.progress(a) == (3, 77, "attacks")
     assert full_results.progress(b) == (2, 17, "models")
     assert full_results.progress(c) == (1, 2, "networks")
-    assert full_results.progress({**c, "complete": True}) == (2, 2, "networks")
+    assert full_results.progress({**c, "complete": True}) == (1, 2, "networks")   # counted, not assumed
+    assert full_results.progress({**a, "complete": True, "numbers": {}}) == (77, 77, "attacks")  # before parts were listed
+    assert full_results.progress({**a, "numbers": {"parts": ["grid/gradient/topk/3", "region"]}})[0] == 1  # stale names
     tab = _record(chapter="08_experiments", complete=False,
                   numbers={"slack": {"compas": {"lime": {}, "kernel_shap": {}}}, "slack_settings": {}, "dimanov": {}})
     assert full_results.progress(tab) == (2, 15, "experiments")

@@ -509,7 +509,8 @@ def _part_family(chapter: str, name: str) -> str:
 def full_profile_parts(results_dir: Path | str | None = None):
     """Where the recorded full-profile runs spent their seconds: rows (chapter, part, parts, seconds)
     — chapter 02a's attacks (its grid cells summed per interpreter), 02b's models, 06's networks —
-    for the parts whose seconds a record holds (records written before parts were timed hold none)."""
+    for the parts whose seconds a record holds (records written before parts were timed hold none),
+    and per such chapter a row with the rest of its seconds (set-up, parts of earlier visits)."""
     import pandas as pd
 
     from .full_results import CHAPTERS, load
@@ -534,6 +535,10 @@ def full_profile_parts(results_dir: Path | str | None = None):
             fam[0] += 1
             fam[1] += float(s)
         rows += [{"chapter": title, "part": fam, "parts": k, "seconds": s} for fam, (k, s) in families.items()]
+        if families:   # set-up (loading models and data) and parts of visits before the parts were timed
+            rest = rec["seconds"] - sum(s for _, s in families.values())
+            rows.append({"chapter": title, "part": "not in a timed part (set-up, earlier visits)",
+                         "parts": float("nan"), "seconds": max(rest, 0.0)})
     return pd.DataFrame(rows, columns=["chapter", "part", "parts", "seconds"])
 
 
