@@ -111,7 +111,7 @@ def _model_chapter(P, partial, jobs=1, done=None):
                 row["n_transfer"] = len(test.x[some])
             row["seconds"] = time.perf_counter() - t0
             out.setdefault(base_key, {})["/".join(pair)] = row
-            if sum(len(v) for v in out.values()) < n_pairs:
+            if _models_done(out) < n_pairs:
                 partial(out)
     return out
 
@@ -273,13 +273,18 @@ def progress(rec: dict) -> tuple[int, int, str]:
     elif chapter == "02b_model_manipulation":
         s = rec["settings"]
         total = len(s.get("heo_grid", ())) + len(s.get("heo_imagenet_grid", ()))
-        unit, done = "models", sum(len(v) for v in n.values() if isinstance(v, dict))
+        unit, done = "models", _models_done(n)
     elif chapter == "06_sanity_checks":
         total, unit, done = 2, "networks", sum(k in n for k in ("mobilenet_v2", "cifar_resnet20"))
     else:
         done, total = _tabular_progress(n)
         unit = "experiments"
     return min(done, total), total, unit
+
+
+def _models_done(n: dict) -> int:
+    """Manipulated models chapter 02b's numbers hold (one dict of rows per base network)."""
+    return sum(len(v) for v in n.values() if isinstance(v, dict))
 
 
 def _tabular_progress(n: dict) -> tuple[int, int]:
@@ -299,7 +304,7 @@ def status(results_dir: Path | None = None, *, profile: str | None = "full") -> 
     any): ``chapter``, ``recorded`` (False where there is none) and, where there is, ``profile``,
     ``device_name``, ``date``,
     ``commit`` (7 characters), ``seconds`` (on the device, all visits together), ``done``, ``total``,
-    ``unit`` (:func:`progress`) and ``complete``."""
+    ``unit`` (:func:`progress`), ``complete`` and ``summary`` ("complete" or "N of M <unit>")."""
     rows = []
     for chapter in CHAPTERS:
         rec = load(chapter, results_dir, profile=profile)
@@ -307,9 +312,10 @@ def status(results_dir: Path | None = None, *, profile: str | None = "full") -> 
             rows.append({"chapter": chapter, "recorded": False})
             continue
         done, total, unit = progress(rec)
-        rows.append({"chapter": chapter, "recorded": True, "profile": rec["profile"], "device_name": rec["device_name"], "date": rec["date"][:10],
-                     "commit": rec["commit"][:7], "seconds": rec["seconds"], "done": done, "total": total,
-                     "unit": unit, "complete": rec["complete"]})
+        rows.append({"chapter": chapter, "recorded": True, "profile": rec["profile"], "device_name": rec["device_name"],
+                     "date": rec["date"][:10], "commit": rec["commit"][:7], "seconds": rec["seconds"], "done": done,
+                     "total": total, "unit": unit, "complete": rec["complete"],
+                     "summary": "complete" if rec["complete"] else f"{done} of {total} {unit}"})
     return rows
 
 
@@ -320,7 +326,7 @@ def status_text(rows: list[dict]) -> str:
         if not r["recorded"]:
             lines.append(f"{r['chapter']:24s} no run recorded")
             continue
-        what = "complete" if r["complete"] else f"{r['done']} of {r['total']} {r['unit']}"
+        what = r["summary"]
         lines.append(f"{r['chapter']:24s} {r['profile']:6s} {what:22s} {r['seconds']:8.1f} s  {r['device_name']}, "
                      f"{r['date']}, {r['commit']}")
     return "\n".join(lines)

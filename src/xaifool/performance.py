@@ -494,7 +494,7 @@ def full_profile(results_dir: Path | str | None = None):
                          "seconds": float("nan")})
             continue
         rows.append({"chapter": title, "device": r["device_name"], "date": r["date"],
-                     "recorded": "complete" if r["complete"] else f"{r['done']} of {r['total']} {r['unit']}",
+                     "recorded": r["summary"],
                      "seconds": float(r["seconds"])})
     return pd.DataFrame(rows)
 
