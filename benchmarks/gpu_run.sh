@@ -16,7 +16,9 @@
 #             visit too short for all of them one after another records a part of each — their
 #             "seconds" are then times under sharing; LOGS=DIR puts the logs elsewhere; RESUME=0
 #             recomputes a chapter whose record is unfinished instead of continuing it (full-results
-#             --resume, the default here: a complete record is left as it is); RESULTS_TO=DIR (below)
+#             --resume, the default here: a complete record is left as it is); RESULTS_TO=DIR (below);
+#             RUN_PROFILE=smoke RUN_DEVICE=cpu rehearse the whole script on a CPU at tiny sizes (what
+#             tests/test_full_results.py does, so that a GPU visit does not find a broken script)
 #
 # Writes benchmarks/results/attacks-cuda.json, benchmarks/results/full/<chapter>.json and logs
 # under benchmarks/results/full/logs/. The tabular chapter is CPU work (LIME, KernelSHAP): it runs
@@ -27,6 +29,8 @@ cd "$(dirname "$0")/.."
 WHL=${1:-.gpu/whl}
 DATA=${2:-.gpu/data}
 BUDGET=${3:-540}
+RUN_PROFILE=${RUN_PROFILE:-full}
+RUN_DEVICE=${RUN_DEVICE:-cuda}
 start=$(date +%s)
 left() { echo $(( BUDGET - ($(date +%s) - start) )); }
 
@@ -35,12 +39,12 @@ if compgen -G "$WHL/*.whl" >/dev/null; then
   export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" XAIFOOL_DATA="$(cd "$DATA" && pwd)" PYTHONUNBUFFERED=1
-export XAIFOOL_CACHE=/tmp/xaifool-cache
+export XAIFOOL_CACHE=${XAIFOOL_CACHE:-/tmp/xaifool-cache}
 # RESULTS_TO=DIR: write every result there instead (on the device tool: $OUT/r, since only $OUT comes
 # back), starting from copies of the committed chapter records, so that --resume continues them
 if [ -n "${RESULTS_TO:-}" ]; then
   mkdir -p "$RESULTS_TO/full" && cp benchmarks/results/full/*.json "$RESULTS_TO/full/" || exit 1
-  rm -rf /tmp/results-committed && mv benchmarks/results /tmp/results-committed
+  mv benchmarks/results "$(mktemp -d)/results-committed" || exit 1
   ln -s "$(cd "$RESULTS_TO" && pwd)" benchmarks/results
 fi
 LOGS=${LOGS:-$([ -n "${RESULTS_TO:-}" ] && echo /tmp/gpu-logs || echo benchmarks/results/full/logs)}
@@ -61,14 +65,15 @@ fi
 #    writes its record after each finished part, so a stopped chapter keeps what it finished.
 TAB_JOBS=${TAB_JOBS:-$(( $(nproc) > 5 ? $(nproc) - 4 : 1 ))}
 if [ "${TAB:-1}" != 0 ]; then
-  (OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 XAIFOOL_PROFILE=full XAIFOOL_DEVICE=cpu \
+  (OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 XAIFOOL_PROFILE=$RUN_PROFILE XAIFOOL_DEVICE=cpu \
      timeout $(( $(left) - 15 )) python3 -m xaifool full-results --only 08_experiments --jobs "$TAB_JOBS" \
      > "$LOGS/08_experiments.log" 2>&1;
    echo "tabular: rc $?" >> "$LOGS/08_experiments.log") &
 fi
 chapter() {  # one GPU chapter, stopped 15 s before the budget ends
-  XAIFOOL_PROFILE=full XAIFOOL_DEVICE=cuda timeout $(( $(left) - 15 )) \
-    python3 -m xaifool full-results --only "$1" $([ "${RESUME:-1}" = 1 ] && echo --resume) --command "XAIFOOL_PROFILE=full XAIFOOL_DEVICE=cuda python -m \
+  XAIFOOL_PROFILE=$RUN_PROFILE XAIFOOL_DEVICE=$RUN_DEVICE timeout $(( $(left) - 15 )) \
+    python3 -m xaifool full-results --only "$1" $([ "${RESUME:-1}" = 1 ] && echo --resume) --command "XAIFOOL_PROFILE=$RUN_PROFILE \
+XAIFOOL_DEVICE=$RUN_DEVICE python -m \
 xaifool full-results --only $1 (benchmarks/gpu_run.sh$([ "${PARALLEL:-0}" = 1 ] && echo ", PARALLEL=1: \
 beside the other GPU chapters on the one GPU"))" 2>&1 | tee "$LOGS/$1.log"
   echo "$1: rc ${PIPESTATUS[0]}, $(left) s left"

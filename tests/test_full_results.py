@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -72,13 +73,20 @@ def test_run_rejects_a_bad_number_of_jobs(jobs, tmp_path):
     assert not list(tmp_path.iterdir())   # nothing computed, nothing written
 
 
+@pytest.fixture(scope="module")
+def smoke_cache(tmp_path_factory):
+    """The smoke runs' artefact cache, shared by the tests of this module that run chapters (the
+    script's rehearsal reads what the smoke test computed: it tests the script, not the numbers)."""
+    return tmp_path_factory.mktemp("smoke-cache")
+
+
 @pytest.mark.slow
-def test_full_profile_code_paths_run_at_smoke_sizes(mirror_available, tmp_path):
+def test_full_profile_code_paths_run_at_smoke_sizes(mirror_available, smoke_cache, tmp_path):
     """``python -m xaifool full-results`` in the smoke profile: every chapter's paper-scale path runs
     end to end (a reader with a GPU must not discover a crash after an hour) and writes valid records."""
     from xaifool import experiments as X
 
-    env = {**os.environ, "XAIFOOL_PROFILE": "smoke", "XAIFOOL_DEVICE": "cpu", "XAIFOOL_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "XAIFOOL_PROFILE": "smoke", "XAIFOOL_DEVICE": "cpu", "XAIFOOL_CACHE": str(smoke_cache)}
     out = tmp_path / "full"
     proc = subprocess.run([sys.executable, "-m", "xaifool", "full-results", "--out", str(out), "--jobs", "2"], cwd=REPO_ROOT,
                           env=env, capture_output=True, text=True, timeout=900)
@@ -219,3 +227,45 @@ def test_status_lists_every_chapter_and_the_command_prints_it(tmp_path, capsys):
     assert main(["full-results", "--status", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 4 and "3 of 77 attacks" in out[0] and "no run recorded" in out[3]
+
+
+@pytest.mark.slow
+def test_gpu_visit_script_rehearsed_on_the_cpu(mirror_available, smoke_cache, tmp_path):
+    """``benchmarks/gpu_run.sh`` as a GPU visit runs it (results under RESULTS_TO, chapters side by side,
+    --resume of the committed records), at smoke sizes on the CPU: a visit of minutes must not find a
+    broken script. The tree is a copy, since RESULTS_TO moves the committed results aside."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO_ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO_ROOT / "benchmarks", repo / "benchmarks", ignore=shutil.ignore_patterns("logs"))
+    committed = {p.name: p.read_text() for p in (REPO_ROOT / "benchmarks/results/full").glob("*.json")}
+    chapters = ["06_sanity_checks", "02b_model_manipulation"]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "RUN_PROFILE": "smoke", "RUN_DEVICE": "cpu", "BENCH": "0", "TAB": "0", "PARALLEL": "1",
+           "CHAPTERS": " ".join(chapters), "RESULTS_TO": str(tmp_path / "out/r"), "LOGS": str(tmp_path / "logs"),
+           "XAIFOOL_CACHE": str(smoke_cache), "XAIFOOL_COMMIT": "rehearsal"}
+    data = config.get_config().data_dirs[0]
+    proc = subprocess.run(["bash", str(repo / "benchmarks/gpu_run.sh"), str(tmp_path / "no-wheels"), str(data), "400"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    results = tmp_path / "out/r/full"
+    for chapter in chapters:
+        assert f"{chapter}: rc 0" in out and f"[{chapter}] == {chapter} (smoke profile, cpu)" in out, out[-3000:]
+        rec = full_results.check_record(json.loads((results / f"{chapter}.json").read_text()))
+        assert rec["profile"] == "smoke" and rec["complete"] and rec["device"] == "cpu"
+        assert rec["command"].startswith(f"XAIFOOL_PROFILE=smoke XAIFOOL_DEVICE=cpu python -m xaifool full-results "
+                                          f"--only {chapter} (benchmarks/gpu_run.sh, PARALLEL=1")
+        assert (tmp_path / "logs" / f"{chapter}.log").stat().st_size > 0
+    # the committed records travel with the results, those of chapters not run untouched; the status
+    # table at the end reads the results folder: one line per chapter, saying what each record holds
+    for name, text in committed.items():
+        if name[:-5] not in chapters:
+            assert (results / name).read_text() == text
+    for chapter in full_results.CHAPTERS:
+        line = next(x for x in out.splitlines() if x.startswith(chapter))
+        rec = full_results.load(chapter, results, profile=None)
+        want = "no run recorded" if rec is None else f"{rec['profile']} "
+        assert want in line and (rec is None or (" complete " in line) == rec["complete"]), line
+    assert (repo / "benchmarks/results").is_symlink() and (repo / "benchmarks/results").resolve() == results.parent
