@@ -155,10 +155,17 @@ VARIANTS = {
     "TF32 + CUDA graph": (True, False, False, False, True),
     # the fastest eager variant on the H200 (bf16), captured as well
     "bf16 autocast + autotune + CUDA graph": (False, False, True, True, True),
+    # the network and its Softplus surrogate compiled by TorchInductor (CPU and GPU)
+    "torch.compile (Inductor)": (False, False, False, False, True),
 }
 #: Variants whose step is captured once as a CUDA graph and replayed (one launch instead of hundreds:
 #: what a small batch is bound by); a capture that fails is recorded as the row's ``error``.
 GRAPHED = ("TF32 + CUDA graph", "bf16 autocast + autotune + CUDA graph")
+#: Variants whose networks are compiled (``torch.compile``, default backend). The step differentiates
+#: the heatmap, itself a gradient, so it needs the compiled backward to be differentiable again (double
+#: backward), which AOTAutograd does not support (pytorch/pytorch#91469, #183603): the row then records
+#: the error PyTorch raises, and measures the step should a later PyTorch accept it.
+COMPILED = ("torch.compile (Inductor)",)
 
 
 def _graphed(step, xv, label, mask, warmup=3):
@@ -212,7 +219,12 @@ def variants(model, x, repeats, n_steps=10, names=None):
                else contextlib.nullcontext())
         try:
             with _variant(tf32, bench), amp, _shared_forward(shared):
-                step, label, mask = _setup(m, xv)
+                if name in COMPILED:
+                    torch._dynamo.reset()
+                    step, label, mask = _setup(torch.compile(m), xv, surrogate=torch.compile(
+                        A._surrogate(m, "gradient", A.DEFAULT_BETA)))
+                else:
+                    step, label, mask = _setup(m, xv)
                 if name in GRAPHED:
                     run = _graphed(step, xv, label, mask)
                     step = lambda xt, x0, lab, msk: tuple(t.clone() if torch.is_tensor(t) else t for t in run(xt))  # noqa: E731
@@ -224,6 +236,9 @@ def variants(model, x, repeats, n_steps=10, names=None):
             rows.append({"variant": name, "error": f"{type(err).__name__}: {err}"[:300]})
             print(f"    {name:32s} failed: {rows[-1]['error']}")
             continue
+        finally:
+            if name in COMPILED:
+                torch._dynamo.reset()
         xt = xt.float().contiguous().cpu()
         if ref is None:
             ref = xt

@@ -161,7 +161,7 @@ def test_performance_page_builds_from_fixture_files(tmp_path):
             del os.environ["XAIFOOL_BENCH_RESULTS"]
         glued = {o["metadata"]["scrapbook"]["name"] for c in nb.cells if c.cell_type == "code"
                  for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})}
-        assert {"gpu_ratio_sentence", "gpu_hw_sentence", "var_sentence", "fig_scaling",
+        assert {"gpu_ratio_sentence", "gpu_hw_sentence", "var_sentence", "fig_scaling", "refused_sentence",
                 "hw_cpu_resnet20_pct", "sanity_sentence", "book_sentence", "full_sentence"} <= glued
 
 
@@ -344,3 +344,25 @@ def test_variants_table_skips_a_variant_the_backend_refused(tmp_path):
     var = perf.variants(perf.load(tmp_path)).query("device == 'cuda' and model == 'resnet20'").set_index("variant")
     assert "TF32 + CUDA graph" not in var.index
     assert var.loc["TF32", "× plain fp32"] == pytest.approx(3000.0 / 1600.0)
+
+
+def test_refused_variants_name_each_error_once_with_its_models(tmp_path):
+    """A variant refused for both models with the same error is one row naming both models, the device
+    and the PyTorch version; another error is a row of its own; the sentence quotes each error."""
+    cpu, gpu = _fixtures(tmp_path)
+    err = "RuntimeError: The differentiated Tensor at index 0 appears to not have been used in the graph."
+    for run in cpu["runs"]:
+        run["variants"] = [{"variant": "plain fp32", "img_iter_per_s": 10.0, "max_abs_diff_x_adv": 0.0,
+                            "n_steps": 10, "alpha": 1 / 255}, {"variant": "torch.compile (Inductor)", "error": err}]
+    gpu["runs"][0]["variants"].append({"variant": "TF32 + CUDA graph", "error": "RuntimeError: capture failed"})
+    (tmp_path / "attacks-cpu.json").write_text(json.dumps(cpu))
+    (tmp_path / "attacks-cuda.json").write_text(json.dumps(gpu))
+    recs = perf.load(tmp_path)
+    ref = perf.refused_variants(recs).set_index("variant")
+    assert list(ref.loc["torch.compile (Inductor)", ["device", "torch", "models"]]) == ["cpu", "x", ["resnet20", "mobilenet_v2"]]
+    assert list(ref.loc["TF32 + CUDA graph", ["device", "device_name", "models"]]) == ["cuda", "Test GPU 80GB", ["resnet20"]]
+    text = perf.refused_sentence(recs, {"resnet20": "ResNet-20", "mobilenet_v2": "MobileNetV2"})
+    assert text.count("`") == 4 and f"`{err}`" in text and "*torch.compile (Inductor)* on the Test CPU (ResNet-20, MobileNetV2" in text
+    assert "plain fp32" not in text and "torch.compile (Inductor)" not in set(perf.variants(recs).variant)
+    _fixtures(tmp_path)
+    assert perf.refused_sentence(perf.load(tmp_path)) == "" and perf.refused_variants(perf.load(tmp_path)).empty

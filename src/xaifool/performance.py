@@ -170,6 +170,31 @@ def variants(records):
     return pd.DataFrame(rows)
 
 
+def refused_variants(records):
+    """The variants a backend refused (a benchmark row with an ``error`` instead of a speed): one row per
+    device, variant and error, naming the models it was refused for and the PyTorch version."""
+    import pandas as pd
+
+    rows: dict = {}
+    for r in records:
+        for run in r["runs"]:
+            for v in run.get("variants", []):
+                if "error" in v:
+                    key = (_dev(r), v["variant"], v["error"])
+                    rows.setdefault(key, {"device": key[0], "device_name": r["device_name"], "torch": r["torch"],
+                                          "variant": key[1], "error": key[2], "models": []})["models"].append(run["model"])
+    return pd.DataFrame(list(rows.values()), columns=["device", "device_name", "torch", "variant", "error", "models"])
+
+
+def refused_sentence(records, names=None) -> str:
+    """:func:`refused_variants` as a sentence for the page ("" when no backend refused a variant)."""
+    names = names or {}
+    ref = refused_variants(records)
+    return "; ".join(
+        f"*{r.variant}* on the {r.device_name} ({', '.join(names.get(m, m) for m in r.models)}; PyTorch {r.torch}): "
+        f"`{r.error}`" for r in ref.itertuples())
+
+
 def scaling(records):
     """Long table: device, model, batch, img·it/s, relative to batch 1, peak memory (MiB, GPU only)."""
     import pandas as pd
