@@ -2,9 +2,11 @@
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -74,23 +76,26 @@ def test_run_rejects_a_bad_number_of_jobs(jobs, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def smoke_cache(tmp_path_factory):
-    """The smoke runs' artefact cache, shared by the tests of this module that run chapters (the
-    script's rehearsal reads what the smoke test computed: it tests the script, not the numbers)."""
-    return tmp_path_factory.mktemp("smoke-cache")
+def smoke_run(mirror_available, tmp_path_factory):
+    """``python -m xaifool full-results`` once in the smoke profile, for the tests of this module that read
+    its records (``out``) or its artefact cache (``cache``) — the script's rehearsal starts from them."""
+    root = tmp_path_factory.mktemp("smoke")
+    env = {**os.environ, "XAIFOOL_PROFILE": "smoke", "XAIFOOL_DEVICE": "cpu", "XAIFOOL_CACHE": str(root / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "xaifool", "full-results", "--out", str(root / "full"), "--jobs", "2"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return SimpleNamespace(out=root / "full", cache=root / "cache", env=env)
 
 
 @pytest.mark.slow
-def test_full_profile_code_paths_run_at_smoke_sizes(mirror_available, smoke_cache, tmp_path):
+def test_full_profile_code_paths_run_at_smoke_sizes(smoke_run, tmp_path):
     """``python -m xaifool full-results`` in the smoke profile: every chapter's paper-scale path runs
     end to end (a reader with a GPU must not discover a crash after an hour) and writes valid records."""
     from xaifool import experiments as X
 
-    env = {**os.environ, "XAIFOOL_PROFILE": "smoke", "XAIFOOL_DEVICE": "cpu", "XAIFOOL_CACHE": str(smoke_cache)}
+    env = dict(smoke_run.env)
     out = tmp_path / "full"
-    proc = subprocess.run([sys.executable, "-m", "xaifool", "full-results", "--out", str(out), "--jobs", "2"], cwd=REPO_ROOT,
-                          env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    shutil.copytree(smoke_run.out, out)   # its records are cut below
     for chapter in full_results.CHAPTERS:
         rec = full_results.check_record(json.loads((out / f"{chapter}.json").read_text()))
         assert rec["profile"] == "smoke" and rec["complete"] and rec["device"] == "cpu"
@@ -230,36 +235,44 @@ def test_status_lists_every_chapter_and_the_command_prints_it(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_gpu_visit_script_rehearsed_on_the_cpu(mirror_available, smoke_cache, tmp_path):
+def test_gpu_visit_script_rehearsed_on_the_cpu(smoke_run, tmp_path):
     """``benchmarks/gpu_run.sh`` as a GPU visit runs it (results under RESULTS_TO, chapters side by side,
-    --resume of the committed records), at smoke sizes on the CPU: a visit of minutes must not find a
-    broken script. The tree is a copy, since RESULTS_TO moves the committed results aside."""
-    import shutil
-
+    --resume of the committed records, the status table), at smoke sizes on the CPU: a visit of minutes
+    must not find a broken script. The tree is a copy (RESULTS_TO moves the committed results aside)
+    whose committed records are the smoke run's: chapter 06 complete, 02b without one model, which the
+    visit computes (from the smoke run's artefact cache: this tests the script, not the numbers)."""
     repo = tmp_path / "repo"
     shutil.copytree(REPO_ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO_ROOT / "benchmarks", repo / "benchmarks", ignore=shutil.ignore_patterns("logs"))
-    committed = {p.name: p.read_text() for p in (REPO_ROOT / "benchmarks/results/full").glob("*.json")}
+    records = repo / "benchmarks/results/full"
+    smoke = {c: json.loads((smoke_run.out / f"{c}.json").read_text()) for c in ("06_sanity_checks", "02b_model_manipulation")}
+    cut = copy.deepcopy(smoke["02b_model_manipulation"])
+    del cut["numbers"]["cifar_resnet20"]["topk/gradcam"]
+    cut["complete"] = False
+    full_results.write(cut, records), full_results.write(smoke["06_sanity_checks"], records)
+    committed = {p.name: p.read_text() for p in records.glob("*.json")}
     chapters = ["06_sanity_checks", "02b_model_manipulation"]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "RUN_PROFILE": "smoke", "RUN_DEVICE": "cpu", "BENCH": "0", "TAB": "0", "PARALLEL": "1",
            "CHAPTERS": " ".join(chapters), "RESULTS_TO": str(tmp_path / "out/r"), "LOGS": str(tmp_path / "logs"),
-           "XAIFOOL_CACHE": str(smoke_cache), "XAIFOOL_COMMIT": "rehearsal"}
+           "XAIFOOL_CACHE": str(smoke_run.cache), "XAIFOOL_COMMIT": "rehearsal"}
     data = config.get_config().data_dirs[0]
     proc = subprocess.run(["bash", str(repo / "benchmarks/gpu_run.sh"), str(tmp_path / "no-wheels"), str(data), "400"],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = proc.stdout
-    results = tmp_path / "out/r/full"
+    out, results = proc.stdout, tmp_path / "out/r/full"
     for chapter in chapters:
-        assert f"{chapter}: rc 0" in out and f"[{chapter}] == {chapter} (smoke profile, cpu)" in out, out[-3000:]
-        rec = full_results.check_record(json.loads((results / f"{chapter}.json").read_text()))
-        assert rec["profile"] == "smoke" and rec["complete"] and rec["device"] == "cpu"
-        assert rec["command"].startswith(f"XAIFOOL_PROFILE=smoke XAIFOOL_DEVICE=cpu python -m xaifool full-results "
-                                          f"--only {chapter} (benchmarks/gpu_run.sh, PARALLEL=1")
-        assert (tmp_path / "logs" / f"{chapter}.log").stat().st_size > 0
-    # the committed records travel with the results, those of chapters not run untouched; the status
-    # table at the end reads the results folder: one line per chapter, saying what each record holds
+        assert f"{chapter}: rc 0" in out and (tmp_path / "logs" / f"{chapter}.log").stat().st_size > 0, out[-3000:]
+    assert "[06_sanity_checks]    06_sanity_checks: its record is complete; nothing to resume" in out
+    assert (results / "06_sanity_checks.json").read_text() == committed["06_sanity_checks.json"]
+    assert "[02b_model_manipulation]    resuming 02b_model_manipulation from its record" in out
+    rec = full_results.check_record(json.loads((results / "02b_model_manipulation.json").read_text()))
+    assert rec["complete"] and rec["profile"] == "smoke" and rec["commit"] == "rehearsal"
+    assert rec["command"].startswith("XAIFOOL_PROFILE=smoke XAIFOOL_DEVICE=cpu python -m xaifool full-results "
+                                     "--only 02b_model_manipulation (benchmarks/gpu_run.sh, PARALLEL=1")
+    assert set(rec["numbers"]["cifar_resnet20"]) == set(smoke["02b_model_manipulation"]["numbers"]["cifar_resnet20"])
+    # the committed records of chapters not run travel untouched; the status table at the end reads
+    # the results folder: one line per chapter, saying what each record holds
     for name, text in committed.items():
         if name[:-5] not in chapters:
             assert (results / name).read_text() == text
