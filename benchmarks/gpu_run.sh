@@ -17,8 +17,9 @@
 #             "seconds" are then times under sharing; LOGS=DIR puts the logs elsewhere; RESUME=0
 #             recomputes a chapter whose record is unfinished instead of continuing it (full-results
 #             --resume, the default here: a complete record is left as it is); RESULTS_TO=DIR (below);
-#             RUN_PROFILE=smoke RUN_DEVICE=cpu rehearse the whole script on a CPU at tiny sizes (what
-#             tests/test_full_results.py does, so that a GPU visit does not find a broken script)
+#             RUN_PROFILE=smoke RUN_DEVICE=cpu rehearse a visit's GPU chapters on a CPU at tiny sizes
+#             (tests/test_full_results.py does, with BENCH=0 TAB=0, so that a visit does not find a broken
+#             script); any profile but full needs RESULTS_TO, so that no committed record is overwritten
 #
 # Writes benchmarks/results/attacks-cuda.json, benchmarks/results/full/<chapter>.json and logs
 # under benchmarks/results/full/logs/. The tabular chapter is CPU work (LIME, KernelSHAP): it runs
@@ -31,6 +32,10 @@ DATA=${2:-.gpu/data}
 BUDGET=${3:-540}
 RUN_PROFILE=${RUN_PROFILE:-full}
 RUN_DEVICE=${RUN_DEVICE:-cuda}
+if [ "$RUN_PROFILE" != full ] && [ -z "${RESULTS_TO:-}" ]; then
+  echo "RUN_PROFILE=$RUN_PROFILE needs RESULTS_TO=DIR: its records must not replace the committed full-profile ones" >&2
+  exit 2
+fi
 start=$(date +%s)
 left() { echo $(( BUDGET - ($(date +%s) - start) )); }
 
@@ -44,7 +49,9 @@ export XAIFOOL_CACHE=${XAIFOOL_CACHE:-/tmp/xaifool-cache}
 # back), starting from copies of the committed chapter records, so that --resume continues them
 if [ -n "${RESULTS_TO:-}" ]; then
   mkdir -p "$RESULTS_TO/full" && cp benchmarks/results/full/*.json "$RESULTS_TO/full/" || exit 1
-  mv benchmarks/results "$(mktemp -d)/results-committed" || exit 1
+  aside=$(mktemp -d) || exit 1
+  mv benchmarks/results "$aside/results-committed" || exit 1
+  echo "committed results moved aside to $aside/results-committed; benchmarks/results -> $RESULTS_TO"
   ln -s "$(cd "$RESULTS_TO" && pwd)" benchmarks/results
 fi
 LOGS=${LOGS:-$([ -n "${RESULTS_TO:-}" ] && echo /tmp/gpu-logs || echo benchmarks/results/full/logs)}
@@ -55,7 +62,7 @@ python3 -c "import torch, torchvision, zennit, captum; print('torch', torch.__ve
 # 1. the benchmark alone on the machine (timings), at most a fifth of the budget (BENCH=0 skips it:
 #    the paper-scale chapters first, when an earlier visit already recorded the benchmark)
 if [ "${BENCH:-1}" != 0 ]; then
-  timeout $(( BUDGET / 5 )) python3 -m xaifool bench attacks 2>&1 | tee "$LOGS/bench.log"
+  XAIFOOL_DEVICE=$RUN_DEVICE timeout $(( BUDGET / 5 )) python3 -m xaifool bench attacks 2>&1 | tee "$LOGS/bench.log"
   echo "bench: rc ${PIPESTATUS[0]}, $(left) s left"
 fi
 

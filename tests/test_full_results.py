@@ -255,12 +255,18 @@ def test_gpu_visit_script_rehearsed_on_the_cpu(smoke_run, tmp_path):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "RUN_PROFILE": "smoke", "RUN_DEVICE": "cpu", "BENCH": "0", "TAB": "0", "PARALLEL": "1",
            "CHAPTERS": " ".join(chapters), "RESULTS_TO": str(tmp_path / "out/r"), "LOGS": str(tmp_path / "logs"),
-           "XAIFOOL_CACHE": str(smoke_run.cache), "XAIFOOL_COMMIT": "rehearsal"}
-    data = config.get_config().data_dirs[0]
-    proc = subprocess.run(["bash", str(repo / "benchmarks/gpu_run.sh"), str(tmp_path / "no-wheels"), str(data), "400"],
-                          env=env, capture_output=True, text=True, timeout=600)
+           "XAIFOOL_CACHE": str(smoke_run.cache), "XAIFOOL_COMMIT": "rehearsal", "TMPDIR": str(tmp_path)}
+    args = ["bash", str(repo / "benchmarks/gpu_run.sh"), str(tmp_path / "no-wheels"), str(config.get_config().data_dirs[0]), "400"]
+    # a profile other than full without RESULTS_TO would write over the committed records: refused
+    bare = {k: v for k, v in env.items() if k != "RESULTS_TO"}
+    proc = subprocess.run(args, env=bare, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "RUN_PROFILE=smoke needs RESULTS_TO" in proc.stderr
+    assert {p.name: p.read_text() for p in records.glob("*.json")} == committed
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out, results = proc.stdout, tmp_path / "out/r/full"
+    aside = next(tmp_path.glob("tmp.*/results-committed"))   # where the script says it moved them
+    assert f"committed results moved aside to {aside}" in out and (aside / "full/08_experiments.json").exists()
     for chapter in chapters:
         assert f"{chapter}: rc 0" in out and (tmp_path / "logs" / f"{chapter}.log").stat().st_size > 0, out[-3000:]
     assert "[06_sanity_checks]    06_sanity_checks: its record is complete; nothing to resume" in out

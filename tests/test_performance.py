@@ -354,7 +354,7 @@ def test_refused_variants_name_each_error_once_with_its_models(tmp_path):
     for run in cpu["runs"]:
         run["variants"] = [{"variant": "plain fp32", "img_iter_per_s": 10.0, "max_abs_diff_x_adv": 0.0,
                             "n_steps": 10, "alpha": 1 / 255}, {"variant": "torch.compile (Inductor)", "error": err}]
-    gpu["runs"][0]["variants"].append({"variant": "TF32 + CUDA graph", "error": "RuntimeError: capture failed"})
+    gpu["runs"][0]["variants"].append({"variant": "TF32 + CUDA graph", "error": "RuntimeError: capture `g` failed\n\n  at"})
     (tmp_path / "attacks-cpu.json").write_text(json.dumps(cpu))
     (tmp_path / "attacks-cuda.json").write_text(json.dumps(gpu))
     recs = perf.load(tmp_path)
@@ -364,5 +364,6 @@ def test_refused_variants_name_each_error_once_with_its_models(tmp_path):
     text = perf.refused_sentence(recs, {"resnet20": "ResNet-20", "mobilenet_v2": "MobileNetV2"})
     assert text.count("`") == 4 and f"`{err}`" in text and "*torch.compile (Inductor)* on the Test CPU (ResNet-20, MobileNetV2" in text
     assert "plain fp32" not in text and "torch.compile (Inductor)" not in set(perf.variants(recs).variant)
+    assert text.endswith("(ResNet-20; PyTorch x): `RuntimeError: capture 'g' failed at`")   # one line, one code span
     _fixtures(tmp_path)
     assert perf.refused_sentence(perf.load(tmp_path)) == "" and perf.refused_variants(perf.load(tmp_path)).empty

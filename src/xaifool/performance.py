@@ -189,10 +189,12 @@ def refused_variants(records):
 def refused_sentence(records, names=None) -> str:
     """:func:`refused_variants` as a sentence for the page ("" when no backend refused a variant)."""
     names = names or {}
-    ref = refused_variants(records)
+    def quoted(error):   # one line without backticks, so that it stays one code span in one paragraph
+        return "`" + " ".join(error.split()).replace("`", "'") + "`"
+
     return "; ".join(
         f"*{r.variant}* on the {r.device_name} ({', '.join(names.get(m, m) for m in r.models)}; PyTorch {r.torch}): "
-        f"`{r.error}`" for r in ref.itertuples())
+        f"{quoted(r.error)}" for r in refused_variants(records).itertuples())
 
 
 def scaling(records):
