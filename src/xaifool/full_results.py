@@ -31,7 +31,7 @@ import torch
 from .config import REPO_ROOT, device_name, get_config
 
 __all__ = ["CHAPTERS", "SCHEMA", "RESULTS_DIR", "run", "record", "check_record", "load", "write", "progress", "status",
-           "status_text"]
+           "status_text", "part_seconds"]
 
 SCHEMA = "xaifool.full-results/1"
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results" / "full"
@@ -280,6 +280,21 @@ def progress(rec: dict) -> tuple[int, int, str]:
         done, total = _tabular_progress(n)
         unit = "experiments"
     return min(done, total), total, unit
+
+
+def part_seconds(rec: dict) -> dict[str, float]:
+    """The seconds of each timed part a record holds, by part name: chapter 02a's attacks (its
+    ``part_seconds``), 02b's models (``"<network>: <attack>/<interpreter>"``), 06's networks; empty
+    for chapter 08 and for records written before parts were timed."""
+    n, chapter = rec["numbers"], rec["chapter"]
+    if chapter == "02a_input_manipulation":
+        return {k: float(v) for k, v in n.get("part_seconds", {}).items()}
+    if chapter == "02b_model_manipulation":
+        return {f"{net}: {pair}": float(row["seconds"]) for net, models in n.items() if isinstance(models, dict)
+                for pair, row in models.items() if isinstance(row, dict) and "seconds" in row}
+    if chapter == "06_sanity_checks":
+        return {net: float(v["seconds"]) for net, v in n.items() if isinstance(v, dict) and "seconds" in v}
+    return {}
 
 
 def _models_done(n: dict) -> int:

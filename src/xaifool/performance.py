@@ -189,6 +189,7 @@ def refused_variants(records):
 def refused_sentence(records, names=None) -> str:
     """:func:`refused_variants` as a sentence for the page ("" when no backend refused a variant)."""
     names = names or {}
+
     def quoted(error):   # one line without backticks, so that it stays one code span in one paragraph
         return "`" + " ".join(error.split()).replace("`", "'") + "`"
 
@@ -520,8 +521,7 @@ def full_profile(results_dir: Path | str | None = None):
             rows.append({"chapter": title, "device": "–", "date": "–", "recorded": "no run yet",
                          "seconds": float("nan")})
             continue
-        rows.append({"chapter": title, "device": r["device_name"], "date": r["date"],
-                     "recorded": r["summary"],
+        rows.append({"chapter": title, "device": r["device_name"], "date": r["date"], "recorded": r["summary"],
                      "seconds": float(r["seconds"])})
     return pd.DataFrame(rows)
 
@@ -540,27 +540,19 @@ def full_profile_parts(results_dir: Path | str | None = None):
     and per such chapter a row with the rest of its seconds (set-up, parts of earlier visits)."""
     import pandas as pd
 
-    from .full_results import CHAPTERS, load
+    from .full_results import CHAPTERS, load, part_seconds
 
     rows = []
     for chapter in CHAPTERS:
         rec = load(chapter, _folder(results_dir) / "full")
         if rec is None:
             continue
-        n, title = rec["numbers"], CHAPTER_TITLES.get(chapter, chapter)
-        timed: dict = {}
-        if chapter == "02a_input_manipulation":
-            timed = dict(n.get("part_seconds", {}))
-        elif chapter == "02b_model_manipulation":
-            timed = {f"{net}: {pair}": row["seconds"] for net, models in n.items() if isinstance(models, dict)
-                     for pair, row in models.items() if isinstance(row, dict) and "seconds" in row}
-        elif chapter == "06_sanity_checks":
-            timed = {net: v["seconds"] for net, v in n.items() if isinstance(v, dict) and "seconds" in v}
+        title = CHAPTER_TITLES.get(chapter, chapter)
         families: dict = {}
-        for name, s in timed.items():
+        for name, s in part_seconds(rec).items():
             fam = families.setdefault(_part_family(chapter, name), [0, 0.0])
             fam[0] += 1
-            fam[1] += float(s)
+            fam[1] += s
         rows += [{"chapter": title, "part": fam, "parts": k, "seconds": s} for fam, (k, s) in families.items()]
         if families:   # set-up (loading models and data) and parts of visits before the parts were timed
             rest = rec["seconds"] - sum(s for _, s in families.values())
