@@ -4,7 +4,7 @@ One step of the top-k attack of Ghorbani et al. (2019) on the gradient map: the 
 surrogate's heatmap with ``create_graph=True``, the loss, its gradient w.r.t. the input
 (double backpropagation), the signed step with the exact ℓ∞ projection, and the original
 network's heatmap at the new iterate, whose forward pass also gives the logits (the label check
-and the objective of the keep-the-best rule) — ``xaifool.attacks.input._step``, the body of the
+and the objective of the keep-the-best rule) — ``xaifool.attacks.input.attack_step``, the body of the
 attacks' loop.
 
 Measured for the CIFAR-10 ResNet-20 at 32 px and the ImageNet MobileNetV2 at 224 px, on the
@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import contextlib
+import dataclasses
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -37,7 +38,8 @@ from torch.utils.flop_counter import flop_registry
 from xaifool import describe, get_config, models
 from xaifool.cache import atomic_write_text
 from xaifool.config import device_name
-from xaifool.full_results import _commit
+from xaifool.book.full_results import commit
+from xaifool import explain as E
 from xaifool.attacks import input as A
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,11 +47,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def make_step(model, surrogate, method="gradient", epsilon=8 / 255, alpha=1 / 255):
     """``step(x_t, x0, label, mask)``: one top-k attack iteration on a batch, the attacks' own
-    :func:`xaifool.attacks.input._step` (so the benchmark times exactly what the attacks run)."""
+    :func:`xaifool.attacks.input.attack_step` (so the benchmark times exactly what the attacks run)."""
 
     def step(xt, x0, label, mask):
         ref = {"mask": mask}
-        return A._step(model, surrogate, method, "topk", xt, x0, label, ref, ref, epsilon=epsilon, alpha=alpha,
+        return A.attack_step(model, surrogate, method, "topk", xt, x0, label, ref, ref, epsilon=epsilon, alpha=alpha,
                        beta=A.DEFAULT_BETA, options={}, update="sign")
 
     return step
@@ -140,7 +142,7 @@ def _variant(tf32=False, cudnn_benchmark=False):
 
 #: name → (tf32, channels_last, cudnn.benchmark, bf16 autocast, logits read off the heatmap's pass).
 #: The plain step is the textbook one (a separate forward pass for the logits); every other variant
-#: starts from the engine's step, which shares that pass (``xaifool.attacks.input.SHARED_FORWARD``).
+#: starts from the engine's step, which shares that pass (the interpreter entry's ``shares_forward``).
 VARIANTS = {
     "plain fp32": (False, False, False, False, False),
     # the same step again: on a GPU, cuDNN's default kernels are not bit-reproducible, so this row is
@@ -192,13 +194,14 @@ def _graphed(step, xv, label, mask, warmup=3):
 
 @contextlib.contextmanager
 def _shared_forward(on: bool):
-    """The engine's step (``on``) or the textbook step with its own forward pass for the logits."""
-    old = A.SHARED_FORWARD
-    A.SHARED_FORWARD = old if on else ()
+    """The engine's step (``on``: the gradient's entry shares the forward pass) or the textbook step
+    with its own forward pass for the logits (the entry replaced for the block)."""
+    old = E.METHODS["gradient"]
+    E.register(dataclasses.replace(old, shares_forward=old.shares_forward and on), replace=True)
     try:
         yield
     finally:
-        A.SHARED_FORWARD = old
+        E.register(old, replace=True)
 
 
 def variants(model, x, repeats, n_steps=10, names=None):
@@ -222,7 +225,7 @@ def variants(model, x, repeats, n_steps=10, names=None):
                 if name in COMPILED:
                     torch._dynamo.reset()
                     step, label, mask = _setup(torch.compile(m), xv, surrogate=torch.compile(
-                        A._surrogate(m, "gradient", A.DEFAULT_BETA)))
+                        A.surrogate_network(m, "gradient", A.DEFAULT_BETA)))
                 else:
                     step, label, mask = _setup(m, xv)
                 if name in GRAPHED:
@@ -285,10 +288,10 @@ def growth(dev, repeats, batch, sizes=(32, 64, 128, 224), depths=(20, 32, 44, 56
 
 def _setup(model, x, surrogate=None):
     """The step function and the attack's fixed inputs (labels, top-k masks) for images ``x``."""
-    surrogate = A._surrogate(model, "gradient", A.DEFAULT_BETA) if surrogate is None else surrogate
+    surrogate = A.surrogate_network(model, "gradient", A.DEFAULT_BETA) if surrogate is None else surrogate
     with torch.no_grad():
         label = model(x).argmax(1)
-    h0 = A._heatmap(model, x, label, "gradient", {}, False)
+    h0 = E.heatmap(model, x, label, "gradient")
     k = A.default_k(x.shape[-2:])
     mask = torch.zeros_like(h0.flatten(1)).scatter_(1, h0.flatten(1).topk(k, 1).indices, 1.0)
     return make_step(model, surrogate), label, mask
@@ -367,7 +370,7 @@ def main():
               "threads": torch.get_num_threads(), "torch": torch.__version__, "profile": cfg.profile.name,
               "cpu_count": os.cpu_count(), "load_average_1min_before": os.getloadavg()[0],  # other processes
               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "complete": False, "runs": [],
-              "commit": _commit(),
+              "commit": commit(),
               "device_memory_bytes": torch.cuda.get_device_properties(dev).total_memory if gpu else None,
               "backend_defaults": {"cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
                                    "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,

@@ -10,7 +10,8 @@
 # SECONDS     wall-clock budget of the whole run (default 540); each part gets a share and is
 #             stopped at its end, so a slow part never costs the others their results
 # Environment: BENCH=0 skips the benchmark; CHAPTERS="02b_model_manipulation 06_sanity_checks" picks
-#             the GPU chapters and their order (e.g. those a previous visit did not finish);
+#             the GPU chapters and their order (e.g. those a previous visit did not finish; the default ends
+#             with 02b_matched_accuracy, Heo's λ × learning-rate sweep, which visits fill in last);
 #             TAB=0 skips the tabular chapter (already recorded); PARALLEL=1 runs the GPU chapters
 #             side by side on the one GPU (their output lines prefixed by the chapter), so that a
 #             visit too short for all of them one after another records a part of each — their
@@ -19,7 +20,10 @@
 #             --resume, the default here: a complete record is left as it is); RESULTS_TO=DIR (below);
 #             RUN_PROFILE=smoke RUN_DEVICE=cpu rehearse a visit's GPU chapters on a CPU at tiny sizes
 #             (tests/test_full_results.py does, with BENCH=0 TAB=0, so that a visit does not find a broken
-#             script); any profile but full needs RESULTS_TO, so that no committed record is overwritten
+#             script); any profile but full needs RESULTS_TO, so that no committed record is overwritten;
+#             GPU_JOBS=N computes N parts of a GPU chapter at once (attacks of 02a, models of 02b), each in a
+#             process of its own on the one GPU (full-results --jobs N; default 4 on a GPU, 1 on a CPU): a
+#             ResNet-20 part alone keeps the GPU busy for a few percent of the time
 #
 # Writes benchmarks/results/attacks-cuda.json, benchmarks/results/full/<chapter>.json and logs
 # under benchmarks/results/full/logs/. The tabular chapter is CPU work (LIME, KernelSHAP): it runs
@@ -77,15 +81,16 @@ if [ "${TAB:-1}" != 0 ]; then
      > "$LOGS/08_experiments.log" 2>&1;
    echo "tabular: rc $?" >> "$LOGS/08_experiments.log") &
 fi
-chapter() {  # one GPU chapter, stopped 15 s before the budget ends
+GPU_JOBS=${GPU_JOBS:-$([ "$RUN_DEVICE" = cuda ] && echo 4 || echo 1)}
+chapter() {  # one GPU chapter, stopped 15 s before the budget ends (timeout signals its part workers too)
   XAIFOOL_PROFILE=$RUN_PROFILE XAIFOOL_DEVICE=$RUN_DEVICE timeout $(( $(left) - 15 )) \
-    python3 -m xaifool full-results --only "$1" $([ "${RESUME:-1}" = 1 ] && echo --resume) --command "XAIFOOL_PROFILE=$RUN_PROFILE \
+    python3 -m xaifool full-results --only "$1" --jobs "$GPU_JOBS" $([ "${RESUME:-1}" = 1 ] && echo --resume) --command "XAIFOOL_PROFILE=$RUN_PROFILE \
 XAIFOOL_DEVICE=$RUN_DEVICE python -m \
-xaifool full-results --only $1 (benchmarks/gpu_run.sh$([ "${PARALLEL:-0}" = 1 ] && echo ", PARALLEL=1: \
+xaifool full-results --only $1 --jobs $GPU_JOBS (benchmarks/gpu_run.sh$([ "${PARALLEL:-0}" = 1 ] && echo ", PARALLEL=1: \
 beside the other GPU chapters on the one GPU"))" 2>&1 | tee "$LOGS/$1.log"
   echo "$1: rc ${PIPESTATUS[0]}, $(left) s left"
 }
-for ch in ${CHAPTERS:-02a_input_manipulation 02b_model_manipulation 06_sanity_checks}; do
+for ch in ${CHAPTERS:-02a_input_manipulation 02b_model_manipulation 06_sanity_checks 02b_matched_accuracy}; do
   [ "$(left)" -gt 30 ] || { echo "$ch: no time left"; continue; }
   if [ "${PARALLEL:-0}" = 1 ]; then
     OMP_NUM_THREADS=$(( $(nproc) / 4 > 0 ? $(nproc) / 4 : 1 )) chapter "$ch" | sed -u "s/^/[$ch] /" &

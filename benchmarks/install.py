@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from xaifool.performance import load_book_times, record_install
+from xaifool.book.performance import load_book_times, record_install
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALLER = os.environ.get("INSTALLER", "uv")

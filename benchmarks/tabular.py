@@ -5,7 +5,7 @@ dylan-slack/Fooling-LIME-SHAP): the scaffolding attack against LIME (5,000 sampl
 KernelSHAP (shap's automatic number of coalitions, 10 k-means centres), with one and with two
 decoy columns, each explaining every row of a 10 % test split (618 defendants). The book runs
 the same four explanations (of the scaffold only, as Slack's script; no threshold sweep, no
-explanations of f) with :func:`xaifool.attacks.tabular.scaffold_experiment` and
+explanations of f) with :func:`xaifool.attacks.scaffold.scaffold_experiment` and
 ``config="slack"`` on 618 rows of its own test split, with model and detector calls batched and
 the rows split between two processes; the time is split into detector training, time inside
 the explainer libraries (lime / shap: sampling, distances, regressions) and time inside the
@@ -65,7 +65,7 @@ def run_reference(repo: Path, log: Path) -> dict:
 def run_book(n_jobs: int = 2) -> dict:
     """The same four explanations under the book's code with ``config="slack"``; times and headline numbers."""
     os.environ["XAIFOOL_NO_CACHE"] = "1"
-    from xaifool.attacks import tabular as T
+    from xaifool.attacks import scaffold as T
 
     runs = []
     t0 = time.perf_counter()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xaifool import bookrun
+from xaifool.book import build as bookrun
 
 ROOT = Path(__file__).resolve().parents[1]
 JB = Path(sys.executable).with_name("jupyter-book")

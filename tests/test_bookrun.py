@@ -2,7 +2,7 @@
 never runs more pages than workers, and the toc's notebook pages are the ones executed."""
 import pytest
 
-from xaifool import bookrun
+from xaifool.book import build as bookrun
 
 DOCS = ["a", "b", "c", "d", "e"]
 COSTS = {"a": 100.0, "b": 60.0, "c": 10.0, "d": 30.0, "e": 5.0}

@@ -40,6 +40,44 @@ def test_missing_file_offline_gives_clear_error(tmp_path):
     assert not cache.exists() or not any(cache.rglob("*"))
 
 
+@pytest.fixture
+def empty_xaifool_data(tmp_path, monkeypatch):
+    """XAIFOOL_DATA set to an empty folder, the cache elsewhere, and the downloader not installed."""
+    import sys
+
+    from xaifool import config
+
+    folder = tmp_path / "xdata"
+    folder.mkdir()
+    monkeypatch.setenv("XAIFOOL_DATA", str(folder))
+    monkeypatch.setenv("XAIFOOL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(sys.modules, "pooch", None)    # `import pooch` now raises ImportError
+    monkeypatch.setattr(config, "REPO_ROOT", tmp_path / "clone")   # no ../shared/data beside it, as on a GPU
+    config.get_config.cache_clear()
+    yield folder
+    config.get_config.cache_clear()
+
+
+def test_a_file_missing_from_xaifool_data_is_named_at_once(empty_xaifool_data):
+    """The GPU visit of 2026-12-04: an empty XAIFOOL_DATA stopped with ModuleNotFoundError: pooch.
+    Now the file, the folder it should be in and how to fetch it are named, before any download."""
+    with pytest.raises(DataFileError) as info:
+        fetch("resnet20-12fca82f.th")
+    msg = str(info.value)
+    assert msg.startswith("resnet20-12fca82f.th: not in XAIFOOL_DATA")
+    assert str(empty_xaifool_data / REGISTRY["resnet20-12fca82f.th"].path) in msg
+    assert "python -m xaifool fetch" in msg and "pooch" not in msg
+
+
+def test_a_download_without_the_downloader_says_so(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pooch", None)
+    with pytest.raises(DataFileError, match="pooch") as info:
+        fetch("adult.data", mirrors=(tmp_path / "empty",), cache_dir=tmp_path / "cache")
+    assert "adult.data" in str(info.value) and "XAIFOOL_DATA" in str(info.value)
+
+
 def test_failed_download_leaves_no_file(tmp_path, monkeypatch):
     # A URL on a closed local port: the download fails at once, as it would offline.
     entry = REGISTRY["adult.data"]
@@ -67,9 +105,9 @@ def test_imagenet_samples(mirror_available):
     assert 0.0 <= float(b.x.min()) and float(b.x.max()) <= 1.0
     assert b.y.tolist() == np.linspace(0, 999, 6).round().astype(int).tolist()
     assert len(b.classes) == 1000 and b.classes[0] == "tench"
-    assert all(name.startswith(data._imagenet_index().wnid[int(c)]) for name, c in zip(b.names, b.y))
+    assert all(name.startswith(data.imagenet_index().wnid[int(c)]) for name, c in zip(b.names, b.y))
     # both the mirror's resized copy and the original image are accepted
-    idx = data._imagenet_index()
+    idx = data.imagenet_index()
     assert (idx.sha256 != idx.orig_sha256).sum() == 903
     with pytest.raises(ValueError, match="n must be"):
         data.load_imagenet_samples(0)

@@ -26,8 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from xaifool.explain import (DIFFERENTIABLE_METHODS, IMAGE_METHODS, METHODS, TABULAR_METHODS, _segments, attribute,
-                             explain, heatmap, postprocess)
+from xaifool.explain import METHODS, attribute, explain, heatmap, names, postprocess
+from xaifool.explain.perturbation import segments as _segments
 from xaifool import metrics
 from xaifool.models import SmoothReLU6, smooth
 
@@ -733,8 +733,8 @@ def test_every_method_on_resnet(resnet, cifar, method):
 
 
 def test_method_registry_is_consistent():
-    assert set(IMAGE_METHODS) == set(METHODS)
-    assert set(TABULAR_METHODS) == set(METHODS) - {"gradcam", "guided_gradcam"}
+    assert set(names(modality="image")) == set(METHODS)
+    assert set(names(modality="table")) == set(METHODS) - {"gradcam", "guided_gradcam"}
     assert {n for n, m in METHODS.items() if m.differentiable} == {
         "gradient", "grad_x_input", "smoothgrad", "integrated_gradients", "gradcam", "lrp"}
     for name, m in METHODS.items():
@@ -787,7 +787,7 @@ TABLE_OPTS = {"lime": {"n_samples": 200}, "kernel_shap": {"n_samples": 64}, "int
               "smoothgrad": {"n_samples": 8}}
 
 
-@pytest.mark.parametrize("method", list(TABULAR_METHODS))
+@pytest.mark.parametrize("method", list(names(modality="table")))
 def test_every_tabular_method(table, method):
     model, x, background = table
     opts = {"background": background, "feature_names": [f"f{i}" for i in range(5)], **TABLE_OPTS.get(method, {})}
@@ -897,7 +897,7 @@ def test_create_graph_rejected_for_non_differentiable(resnet, cifar, method):
             call()
         # names the method and the methods that are differentiable
         assert repr(method) in str(err.value)
-        assert all(m in str(err.value) for m in DIFFERENTIABLE_METHODS)
+        assert all(m in str(err.value) for m in names(differentiable=True))
 
 
 # ======================================================================================
@@ -907,7 +907,7 @@ def test_create_graph_rejected_for_non_differentiable(resnet, cifar, method):
 SMALL_ALL = {**SMALL, "lime": PERTURB, "kernel_shap": PERTURB}
 
 
-@pytest.mark.parametrize("method", list(IMAGE_METHODS))
+@pytest.mark.parametrize("method", list(names(modality="image")))
 def test_heatmap_equals_explain(resnet, cifar, method):
     x, t = cifar
     if method in ("lime", "kernel_shap"):  # one image at a time anyway; one is enough
@@ -926,7 +926,7 @@ def _conv_weights(model):
     return [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
 
 
-@pytest.mark.parametrize("method", DIFFERENTIABLE_METHODS)
+@pytest.mark.parametrize("method", names(differentiable=True))
 def test_heatmap_create_graph_differentiable_in_the_weights(resnet, cifar, method):
     """What fine-tuning against an explanation (Heo et al.) needs: ∂(map)/∂(conv weights) on ResNet-20."""
     x, t = cifar
@@ -944,7 +944,7 @@ def test_heatmap_create_graph_differentiable_in_the_weights(resnet, cifar, metho
                                rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("method", DIFFERENTIABLE_METHODS)
+@pytest.mark.parametrize("method", names(differentiable=True))
 def test_heatmap_create_graph_differentiable_in_the_input(resnet, cifar, method):
     """The input route: on the Softplus(30) surrogate for the gradient family and Grad-CAM (their maps of
     a ReLU network are piecewise constant in x), on the ReLU network itself for LRP (its rules divide by
@@ -958,7 +958,7 @@ def test_heatmap_create_graph_differentiable_in_the_input(resnet, cifar, method)
 
 
 def test_heatmap_lrp_create_graph_matches_zennit_and_functional_lrp(resnet, cifar):
-    from xaifool.lrp import relevance
+    from xaifool.explain.lrp_functional import relevance
 
     x, t = cifar
     for composite in ("epsilon_plus_flat", "epsilon"):

@@ -10,7 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from xaifool import config, full_results, sanity
+from xaifool import config
+from xaifool.book import experiments as BX
+from xaifool.book import full_results
 from xaifool.config import REPO_ROOT
 
 
@@ -80,18 +82,83 @@ def smoke_run(mirror_available, tmp_path_factory):
     """``python -m xaifool full-results`` once in the smoke profile, for the tests of this module that read
     its records (``out``) or its artefact cache (``cache``) — the script's rehearsal starts from them."""
     root = tmp_path_factory.mktemp("smoke")
-    env = {**os.environ, "XAIFOOL_PROFILE": "smoke", "XAIFOOL_DEVICE": "cpu", "XAIFOOL_CACHE": str(root / "cache")}
+    env = {**os.environ, "XAIFOOL_PROFILE": "smoke", "XAIFOOL_DEVICE": "cpu", "XAIFOOL_CACHE": str(root / "cache"),
+           "OMP_NUM_THREADS": "1"}   # one thread a process, as in the part workers of --jobs 2 on 2 cores
     proc = subprocess.run([sys.executable, "-m", "xaifool", "full-results", "--out", str(root / "full"), "--jobs", "2"],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return SimpleNamespace(out=root / "full", cache=root / "cache", env=env)
 
 
+TIMINGS = ("seconds", "part_seconds", "finetune_seconds", "seconds_per_image")
+
+
+def _without_timings(obj):
+    """A record's numbers without what a clock measured (and with 02a's part list in a fixed order)."""
+    if isinstance(obj, dict):
+        return {k: sorted(v) if k == "parts" else _without_timings(v) for k, v in obj.items() if k not in TIMINGS}
+    return obj
+
+
+@pytest.mark.slow
+def test_part_parallel_records_equal_sequential_ones(smoke_run, tmp_path):
+    """The smoke run computed chapter 02b with ``--jobs 2`` (its models in two processes); run one after the
+    other here, with an empty artefact cache, every number is the same. (Chapter 02a's attacks go through
+    the same ``run_parts``; the resume test below recomputes some of them in one process and compares the
+    whole record with the two-process one.)"""
+    env = {**smoke_run.env, "XAIFOOL_CACHE": str(tmp_path / "cache")}
+    chapters = ("02b_model_manipulation",)
+    proc = subprocess.run([sys.executable, "-m", "xaifool", "full-results", "--out", str(tmp_path), "--jobs", "1",
+                           "--only", *chapters], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for chapter in chapters:
+        parallel = json.loads((smoke_run.out / f"{chapter}.json").read_text())
+        sequential = json.loads((tmp_path / f"{chapter}.json").read_text())
+        assert parallel["complete"] and sequential["complete"]
+        assert _without_timings(parallel["numbers"]) == _without_timings(sequential["numbers"]), chapter
+        assert parallel["settings"] == sequential["settings"]
+
+
+def test_gpu_busy_samples_until_stopped_and_records_carry_it(tmp_path):
+    values = iter([50.0, None, 70.0] + [90.0] * 1000)
+    sampler = full_results.GpuBusy(period=0.01, read=lambda: next(values))
+    import time as _time
+
+    while len(sampler.samples) < 3:
+        _time.sleep(0.01)
+    sampler.stop()
+    n = len(sampler.samples)
+    _time.sleep(0.05)
+    assert len(sampler.samples) == n and sampler.samples[:2] == [50.0, 70.0]     # None (no reading) is skipped
+    summary = sampler.summary()
+    assert summary["samples"] == n and summary["mean"] == sum(sampler.samples) / n
+    rec = full_results.record("06_sanity_checks", {}, seconds=60.0, run={"jobs": 4, "gpu_busy": summary})
+    full_results.write(rec, tmp_path)
+    row = {r["chapter"]: r for r in full_results.status(tmp_path, profile=None)}["06_sanity_checks"]
+    assert row["jobs"] == 4 and row["gpu_busy"] == summary["mean"] and row["per_minute"] == 0.0
+    with pytest.raises(ValueError, match="run"):
+        full_results.check_record({**rec, "run": {"gpu_busy": {"mean": float("nan")}}})
+
+
+def test_parts_merge_as_one_run_would():
+    """merge_numbers adds the attack families' seconds and merges nested numbers key by key."""
+    out = {"seconds": {"grid": 1.0}, "curves": {"gradient": {"topk": {"1": 0.1}}}}
+    full_results.merge_numbers(out, {"seconds": {"grid": 2.0, "dombrowski_lrp": 3.0},
+                                     "curves": {"gradient": {"topk": {"2": 0.2}}, "lrp": {}}, "k": 20})
+    assert out == {"seconds": {"grid": 3.0, "dombrowski_lrp": 3.0}, "k": 20,
+                   "curves": {"gradient": {"topk": {"1": 0.1, "2": 0.2}}, "lrp": {}}}
+    seen = []
+    full_results.run_parts(["a", "b"], str.upper, 1, lambda k, v, s: seen.append((k, v, s >= 0)))
+    assert seen == [("a", "A", True), ("b", "B", True)]
+    with pytest.raises(ValueError, match="jobs"):
+        full_results.run_parts(["a"], str.upper, 0, print)
+
+
 @pytest.mark.slow
 def test_full_profile_code_paths_run_at_smoke_sizes(smoke_run, tmp_path):
     """``python -m xaifool full-results`` in the smoke profile: every chapter's paper-scale path runs
     end to end (a reader with a GPU must not discover a crash after an hour) and writes valid records."""
-    from xaifool import experiments as X
+    from xaifool.book import experiments as X
 
     env = dict(smoke_run.env)
     out = tmp_path / "full"
@@ -117,7 +184,7 @@ def test_full_profile_code_paths_run_at_smoke_sizes(smoke_run, tmp_path):
         assert 0 <= num["imagenet"][m]["topk"]["topk"] <= 1 and num["dombrowski"][m]["label_kept"] == 1.0
     san = json.loads((out / "06_sanity_checks.json").read_text())["numbers"]
     for key in ("mobilenet_v2", "cifar_resnet20"):
-        assert set(san[key]["methods"]) == set(sanity.CHAPTER_METHODS) and san[key]["n_images"] >= 1
+        assert set(san[key]["methods"]) == set(BX.SANITY_METHODS) and san[key]["n_images"] >= 1
         assert all(-1 <= v["after_all"] <= 1 and isinstance(v["passes"], bool)
                    for v in san[key]["methods"].values())
     # each part is timed: 02a's attacks, 02b's models, 06's networks
@@ -169,7 +236,7 @@ def test_full_profile_code_paths_run_at_smoke_sizes(smoke_run, tmp_path):
 def test_input_part_names_are_the_parts_in_their_order():
     """``input_part_names`` (how the 02a chapter counts an unfinished record's parts) lists exactly
     the parts ``input_parts`` builds, and the full-results order runs each of them once."""
-    from xaifool import experiments as X
+    from xaifool.book import experiments as X
 
     s = X.InputSetup(model=None, x=None, y=None, classes=(), n_pool=0, k=1, options={})  # parts are built, not run
     for imagenet in (True, False):
@@ -183,7 +250,7 @@ def test_input_part_names_are_the_parts_in_their_order():
 
 def _partial_records():
     """An unfinished record per GPU chapter (02a: 3 attacks timed; 02b: 2 of 17 models; 06: 1 network)."""
-    from xaifool import experiments as X
+    from xaifool.book import experiments as X
 
     names = X.input_part_names()
     a = _record(complete=False, seconds=30.0, numbers={
@@ -231,7 +298,7 @@ def test_status_lists_every_chapter_and_the_command_prints_it(tmp_path, capsys):
     assert full_results.status(tmp_path, profile="quick")[0]["recorded"] is False
     assert main(["full-results", "--status", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 4 and "3 of 77 attacks" in out[0] and "no run recorded" in out[3]
+    assert len(out) == len(full_results.CHAPTERS) and "3 of 77 attacks" in out[0] and "no run recorded" in out[-1]
 
 
 @pytest.mark.slow
@@ -275,7 +342,8 @@ def test_gpu_visit_script_rehearsed_on_the_cpu(smoke_run, tmp_path):
     rec = full_results.check_record(json.loads((results / "02b_model_manipulation.json").read_text()))
     assert rec["complete"] and rec["profile"] == "smoke" and rec["commit"] == "rehearsal"
     assert rec["command"].startswith("XAIFOOL_PROFILE=smoke XAIFOOL_DEVICE=cpu python -m xaifool full-results "
-                                     "--only 02b_model_manipulation (benchmarks/gpu_run.sh, PARALLEL=1")
+                                     "--only 02b_model_manipulation --jobs 1 (benchmarks/gpu_run.sh, PARALLEL=1")
+    assert rec["run"]["jobs"] == 1   # GPU_JOBS defaults to 1 on a CPU (4 on a GPU)
     assert set(rec["numbers"]["cifar_resnet20"]) == set(smoke["02b_model_manipulation"]["numbers"]["cifar_resnet20"])
     # the committed records of chapters not run travel untouched; the status table at the end reads
     # the results folder: one line per chapter, saying what each record holds

@@ -1,4 +1,5 @@
 """Input manipulations (xaifool.attacks.input): Definition 2 holds exactly, the attacks beat noise."""
+import dataclasses
 import io
 import re
 
@@ -9,9 +10,10 @@ import torch.nn as nn
 from xaifool import explain as E
 from xaifool import metrics as M
 from xaifool.attacks import input as A
+from xaifool.attacks import transfer as TR
 from xaifool.attacks.objectives import OBJECTIVES, region_mask
 from xaifool.attacks.result import BeforeAfter
-from xaifool.models import Normalized
+from xaifool.models import Normalized, smooth
 
 
 def tiny_model(seed: int = 0) -> Normalized:
@@ -82,7 +84,7 @@ def test_definition2_holds_exactly(seed, eps, kind):
         assert (kept[res.success] < res.objective[0][res.success]).all()
 
 
-@pytest.mark.parametrize("method", A.ATTACK_METHODS)
+@pytest.mark.parametrize("method", A.attack_methods())
 def test_every_interpreter_can_be_attacked(method):
     model, x = tiny_model(3), images(3, n=4)
     res = A.ghorbani_attack(model, x, method, "topk", epsilon=8 / 255, n_iter=3, k=10,
@@ -214,12 +216,12 @@ def test_transfer_takes_one_name_or_a_non_empty_sequence_of_names():
     model, x = tiny_model(), images(0, 2)
     res = A.random_sign(model, x, epsilon=4 / 255, progress=False)
     # a single name is one interpreter, not a sequence of letters
-    out = A.transfer(model, res, "lrp")
+    out = TR.to_interpreters(model, res, "lrp")
     assert set(out) == {"lrp"} and out["lrp"]["topk"].shape == (2,)
-    assert set(A.transfer(model, res, ("gradient",))) == {"gradient"}
+    assert set(TR.to_interpreters(model, res, ("gradient",))) == {"gradient"}
     for bad in ([], (), [None], ["gradient", 3], 3):
         with pytest.raises(ValueError, match="^methods must") as info:
-            A.transfer(model, res, bad)
+            TR.to_interpreters(model, res, bad)
         assert "gradient" in str(info.value)  # the accepted names are listed
 
 
@@ -334,11 +336,11 @@ def test_dombrowski_moves_towards_the_target_on_resnet20(cifar, method):
 def test_transfer_reports_every_interpreter(cifar):
     model, x = cifar
     res = A.ghorbani_attack(model, x[:4], "gradient", "topk", epsilon=4 / 255, n_iter=2, progress=False)
-    out = A.transfer(model, res, ["grad_x_input", "lrp"])
+    out = TR.to_interpreters(model, res, ["grad_x_input", "lrp"])
     assert set(out) == {"grad_x_input", "lrp"}
     assert all(v["topk"].shape == (4,) and (v["spearman"] <= 1).all() for v in out.values())
     with pytest.raises(ValueError, match="methods"):
-        A.transfer(model, res, ["nope"])
+        TR.to_interpreters(model, res, ["nope"])
 
 
 def test_chunked_batches_give_the_same_result():
@@ -355,12 +357,12 @@ def test_chunked_batches_give_the_same_result():
 def test_transfer_to_inputs_moves_perturbations_between_images_within_the_budget():
     model, x = tiny_model(), images(0, 4)
     res = A.ghorbani_attack(model, x, "gradient", "topk", epsilon=8 / 255, n_iter=3, progress=False)
-    own = A.transfer_to_inputs(model, res, shift=0)
+    own = TR.to_inputs(model, res, shift=0)
     # shift 0: every image gets its own perturbation back — the attack's own similarity
     sim = res.similarity()
     assert torch.allclose(own["topk"], sim["topk"]) and torch.allclose(own["spearman"], sim["spearman"], atol=1e-6)
     assert torch.equal(own["label_kept"], res.label_kept)
-    out = A.transfer_to_inputs(model, res, shift=1)
+    out = TR.to_inputs(model, res, shift=1)
     assert all(v.shape == (4,) for v in out.values())
     # image j received δ_{j−1}: recompute image 1 by hand
     xj = (x[1] + (res.x_adv[0] - res.x[0])).clamp(0, 1)
@@ -372,20 +374,20 @@ def test_transfer_to_inputs_moves_perturbations_between_images_within_the_budget
     assert float(out["topk"][1]) == pytest.approx(float(M.topk_intersection(a, b, res.settings["k"])[0]))
     for bad in (-1, 4, 1.0):
         with pytest.raises(ValueError, match="shift"):
-            A.transfer_to_inputs(model, res, shift=bad)
+            TR.to_inputs(model, res, shift=bad)
 
 
 def test_transfer_to_models_the_source_model_reproduces_the_attack():
     model, x = tiny_model(), images(0, 4)
     res = A.ghorbani_attack(model, x, "gradient", "topk", epsilon=8 / 255, n_iter=3, progress=False)
-    out = A.transfer_to_models(res, {"same": model, "other": tiny_model(seed=1)})
+    out = TR.to_models(res, {"same": model, "other": tiny_model(seed=1)})
     assert torch.allclose(out["same"]["topk"], res.similarity()["topk"])
     assert torch.equal(out["same"]["label_kept"], res.label_kept)
     assert out["other"]["topk"].shape == (4,) and ((out["other"]["topk"] >= 0) & (out["other"]["topk"] <= 1)).all()
     with pytest.raises(ValueError, match="models"):
-        A.transfer_to_models(res, {})
+        TR.to_models(res, {})
     with pytest.raises(ValueError, match="result"):
-        A.transfer_to_models("not a result", {"same": model})
+        TR.to_models("not a result", {"same": model})
 
 
 # --- β schedule (Dombrowski et al.: β grows geometrically from 10 to 100 over the steps) ---
@@ -431,14 +433,14 @@ def test_attack_steps_follow_the_beta_schedule(method, monkeypatch):
 
     model, x = tiny_model(3), images(3, 4)
     tm = E.explain(model, x.roll(1, 0), None, method)
-    seen, step = [], A._step
+    seen, step = [], A.attack_step
 
     def spy(model_, surrogate, *args, beta, **kw):
         acts = {m.beta for m in surrogate.modules() if isinstance(m, (nn.Softplus, SmoothReLU6))}
         seen.append((beta, acts, args[6]["logits"].clone()))   # args: method, kind, xt, x0, lab, ref, ref_s
         return step(model_, surrogate, *args, beta=beta, **kw)
 
-    monkeypatch.setattr(A, "_step", spy)
+    monkeypatch.setattr(A, "attack_step", spy)
     A.dombrowski_attack(model, x, tm, method, epsilon=8 / 255, n_iter=5, batch_size=2, progress=False)
     want = A.beta_schedule(A.DOMBROWSKI_BETA, 5) * 2          # two chunks, the schedule restarts per chunk
     assert [b for b, _, _ in seen] == want
@@ -448,16 +450,16 @@ def test_attack_steps_follow_the_beta_schedule(method, monkeypatch):
         assert all(a == {b} for b, a, _ in seen)
         anchors = [lg for _, _, lg in seen[:5]]
         assert not torch.equal(anchors[0], anchors[-1])           # the anchor follows β
-        surrogate = A.smooth(model, want[4])
+        surrogate = smooth(model, want[4])
         with torch.no_grad():
             assert torch.allclose(anchors[4], surrogate(x[:2]))
-    monkeypatch.setattr(A, "_step", step)
+    monkeypatch.setattr(A, "attack_step", step)
     fixed = A.dombrowski_attack(model, x, tm, method, epsilon=8 / 255, n_iter=3, beta=30.0, progress=False)
     pair = A.dombrowski_attack(model, x, tm, method, epsilon=8 / 255, n_iter=3, beta=(30.0, 30.0), progress=False)
     assert torch.equal(fixed.x_adv, pair.x_adv) and pair.settings["beta"] == (30.0, 30.0)
 
 
-@pytest.mark.parametrize("method", A.ATTACK_METHODS)
+@pytest.mark.parametrize("method", A.attack_methods())
 def test_logits_read_off_the_heatmaps_pass_are_the_logits(cifar, method, monkeypatch):
     """The keep-the-best rule's logits come from the heatmap's own forward pass where the
     interpreter runs the network once on the image: bit for bit the logits of a separate pass,
@@ -468,13 +470,14 @@ def test_logits_read_off_the_heatmaps_pass_are_the_logits(cifar, method, monkeyp
         logits = model(x)
     label = logits.argmax(1)
     options = {"n_samples": 2} if method == "smoothgrad" else {"n_steps": 2} if method == "integrated_gradients" else {}
-    h, shared = A.heatmap_and_logits(model, x, label, method, options)
+    h, shared = E.heatmap_and_logits(model, x, label, method, options)
     assert torch.equal(shared, logits) and not shared.requires_grad
     assert torch.equal(h, E.heatmap(model, x, label, method, **options))
-    if method not in A.SHARED_FORWARD:
+    if not E.METHODS[method].shares_forward:
         return
     one = A.ghorbani_attack(model, x, method, "topk", epsilon=4 / 255, n_iter=3, progress=False)
-    monkeypatch.setattr(A, "SHARED_FORWARD", ())      # the textbook step: a separate forward pass
+    # the textbook step: a separate forward pass
+    monkeypatch.setitem(E.METHODS, method, dataclasses.replace(E.METHODS[method], shares_forward=False))
     two = A.ghorbani_attack(model, x, method, "topk", epsilon=4 / 255, n_iter=3, progress=False)
     assert torch.equal(one.x_adv, two.x_adv) and torch.equal(one.logits_adv, two.logits_adv)
     assert torch.equal(one.objective, two.objective)
@@ -483,6 +486,6 @@ def test_logits_read_off_the_heatmaps_pass_are_the_logits(cifar, method, monkeyp
 def test_shared_forward_pass_refuses_an_interpreter_that_runs_the_network_twice(monkeypatch):
     model, x = tiny_model(2), images(2, n=3)
     label = torch.zeros(3, dtype=torch.long)
-    monkeypatch.setattr(A, "SHARED_FORWARD", ("smoothgrad",))
+    monkeypatch.setitem(E.METHODS, "smoothgrad", dataclasses.replace(E.METHODS["smoothgrad"], shares_forward=True))
     with pytest.raises(RuntimeError, match="expected once"):
-        A.heatmap_and_logits(model, x, label, "smoothgrad", {"n_samples": 2})
+        E.heatmap_and_logits(model, x, label, "smoothgrad", {"n_samples": 2})

@@ -1,6 +1,6 @@
-"""Tests for :mod:`xaifool.lrp`, the functional LRP that is differentiable in the model's parameters.
+"""Tests for :mod:`xaifool.explain.lrp_functional`, the functional LRP that is differentiable in the model's parameters.
 
-* equality with zennit (:func:`xaifool.explain._lrp`, the reference) on ResNet-20, MobileNetV2 and
+* equality with zennit (:func:`xaifool.explain.lrp_zennit.lrp_zennit`, the reference) on ResNet-20, MobileNetV2 and
   small Sequentials built from their blocks, for the composites;
 * parameter and input gradients of a loss of the relevance against central differences (float64);
 * non-zero, finite parameter gradients on ResNet-20 (zennit's graph to the weights is cut);
@@ -14,7 +14,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from xaifool.lrp import COMPOSITES, relevance
+from xaifool.explain.lrp_composites import COMPOSITES
+from xaifool.explain.lrp_functional import relevance
 
 pytest.importorskip("zennit")
 
@@ -35,7 +36,7 @@ def _assert_matches(got, ref, tol, what):
 
 
 def _zennit(model, x, t, composite):
-    from xaifool.explain import _lrp
+    from xaifool.explain.lrp_zennit import lrp_zennit as _lrp
 
     return _lrp(model, x, t, composite=composite).detach()
 
@@ -108,11 +109,11 @@ def _randomize_batch_norms(net: nn.Module, g: torch.Generator):
 def _resnet_like(seed=0) -> nn.Sequential:
     """conv+BN+ReLU, a CIFAR-ResNet block with the option-A shortcut (stride 2, channel padding), an
     identity-shortcut block, AvgPool2d, Flatten, Linear."""
-    from xaifool.models import _BasicBlock
+    from xaifool.models import BasicBlock
 
     torch.manual_seed(seed)
     return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                         _BasicBlock(4, 8, 2), _BasicBlock(8, 8, 1),
+                         BasicBlock(4, 8, 2), BasicBlock(8, 8, 1),
                          nn.AvgPool2d(2), nn.Flatten(), nn.Linear(32, 5))
 
 
@@ -190,7 +191,7 @@ def test_mobilenet_v2_equals_zennit(mobilenet, composite):
 def test_batch_norm_merge_is_exact(resnet, cifar4):
     """The functionally merged network computes the model's own logits (float64, 1e-12): no leftover
     1/√(1 + eps) scaling per merged layer, which would be off by ~1e-4 relative on ResNet-20."""
-    from xaifool.lrp import _program
+    from xaifool.explain.lrp_functional import _program
 
     x, _ = cifar4
     model = copy.deepcopy(resnet).double()
@@ -366,7 +367,7 @@ def test_exact_merge_keeps_a_positive_eps_when_zennit_zeroes_it():
     from torch import nn
     from zennit.canonizers import MergeBatchNorm
 
-    from xaifool.explain import _exact_merge
+    from xaifool.explain.lrp_zennit import exact_merge as _exact_merge
 
     class ZeroEpsMerge(MergeBatchNorm):    # zennit 1.0's behaviour on top of the installed version's
         @staticmethod

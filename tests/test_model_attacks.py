@@ -1,4 +1,4 @@
-"""Model manipulations (xaifool.attacks.model, Heo et al. 2019): properties on small seeded runs.
+"""Model manipulations (xaifool.attacks.heo, Heo et al. 2019): properties on small seeded runs.
 
 * fine-tuning raises the held-out fooling success rate far above the unmodified model's (0 by
   construction) while the held-out accuracy drops by at most 5 points;
@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -17,7 +18,9 @@ import torch
 import torch.nn as nn
 
 from xaifool import config
-from xaifool.attacks import model as HM
+from xaifool import explain as E
+from xaifool.attacks import heo as HM
+from xaifool.attacks.heo import maps as HMAPS
 from xaifool.attacks.objectives import region_mask
 from xaifool.attacks.result import BeforeAfter
 from xaifool.models import Normalized
@@ -122,7 +125,7 @@ def test_swap_and_transfer_run_end_to_end(resnet, cifar):
     r = HM.evaluate(resnet, fooled, test.x, test.y, "swap", "gradcam", n_pairs=6)
     assert r.x.shape == (12, 3, 32, 64) and r.heatmap.shape == (12, 32, 64)
     assert r.label.tolist() == [a] * 6 + [b] * 6 and r.success.shape == (6,)
-    out = HM.transfer(resnet, fooled, test.x[:8], test.y[:8], "center", ["smoothgrad", "gradient"],
+    out = HM.evaluate_interpreters(resnet, fooled, test.x[:8], test.y[:8], "center", ["smoothgrad", "gradient"],
                       options={"smoothgrad": {"n_samples": 2}})
     assert set(out) == {"smoothgrad", "gradient"} and out["smoothgrad"].heatmap.shape == (8, 32, 32)
 
@@ -177,7 +180,7 @@ def test_fsr_is_a_direct_count_on_synthetic_maps():
     fooled = torch.cat([torch.stack([b0[0], a0[1]]), torch.stack([a0[0], b0[1]])])
     assert HM.fooling_success("swap", orig, fooled).tolist() == [True, False]
     # an unchanged map is never fooled, and the FSR is the mean of the successes
-    for attack in HM.PASSIVE_ATTACKS:
+    for attack in HM.passive_attacks():
         assert not HM.fooling_success(attack, o, o).any()
 
 
@@ -185,7 +188,7 @@ def test_fsr_is_a_direct_count_on_synthetic_maps():
 # A copy, with only parameters changed
 # ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method", HM.METHODS)
+@pytest.mark.parametrize("method", ("gradcam", "lrp", "gradient"))
 def test_manipulated_model_is_a_copy_and_only_parameters_move(method):
     model = tiny_model()
     x, y = tiny_data()
@@ -246,7 +249,7 @@ def _finetune(**kw):
     ({"lam": -0.1}, "lam"),
     ({"lam": float("nan")}, "lam"),
     ({"attack": "frame"}, "attack"),
-    ({"method": "smoothgrad"}, "method"),
+    ({"method": "guided_backprop"}, "method"),   # not differentiable
     ({"method": "lime"}, "method"),
     ({"region": torch.ones(5, 5)}, "region"),                 # wrong shape
     ({"region": torch.zeros(12, 12)}, "region"),              # covers nothing
@@ -299,14 +302,14 @@ def test_profile_grids_are_valid_and_full_covers_quick():
     for prof in (config.QUICK, config.FULL, config.SMOKE):
         for grid in (prof.heo_grid, prof.heo_imagenet_grid):
             assert HM.check_grid(grid) == tuple(grid)
-            assert all(pair in HM.DEFAULT_LAMBDA for pair in grid)
-        assert all(a in HM.PASSIVE_ATTACKS for a, _ in prof.heo_imagenet_grid)  # no composites on ImageNet
+            assert all(HM.default_lambda(*pair) > 0 for pair in grid)
+        assert all(a in HM.passive_attacks() for a, _ in prof.heo_imagenet_grid)  # no composites on ImageNet
     assert set(config.QUICK.heo_grid) <= set(config.FULL.heo_grid)
     assert set(config.QUICK.heo_imagenet_grid) <= set(config.FULL.heo_imagenet_grid)
-    assert set(config.FULL.heo_grid) == {(a, m) for a in HM.ATTACKS for m in HM.METHODS}
+    assert set(config.FULL.heo_grid) == {(a, m) for a in HM.MODEL_ATTACKS for m in ("gradcam", "lrp", "gradient")}
 
 
-@pytest.mark.parametrize("pairs", [[], "topk", [("topk",)], [("frame", "gradcam")], [("topk", "smoothgrad")], 3])
+@pytest.mark.parametrize("pairs", [[], "topk", [("topk",)], [("frame", "gradcam")], [("topk", "lime")], 3])
 def test_check_grid_rejects_bad_pairs(pairs):
     with pytest.raises(ValueError, match="pairs|attack|method"):
         HM.check_grid(pairs)
@@ -338,7 +341,7 @@ def test_run_grid_loads_cached_models_and_scores_the_unmodified_model(monkeypatc
             assert out["unmodified"][pair].fsr == 0.0  # an unchanged map passes no passive criterion
             assert r.heatmap.shape == (16, 32, 32)
             settings = out["models"][pair].manipulation["settings"]
-            assert settings["lam"] == HM.DEFAULT_LAMBDA[pair] and settings["n_train"] == 32
+            assert settings["lam"] == HM.default_lambda(*pair) and settings["n_train"] == 32
             assert len(out["models"][pair].manipulation["history"]["steps"]["step"]) >= 1
         assert len(list((tmp_path / "heo-model").glob("*.pt"))) == 2
     finally:
@@ -362,7 +365,7 @@ def test_finetuning_a_depthwise_network_returns_convolutions_and_matches_them(me
     """Gradient-family fine-tuning trains depthwise layers as shifted sums (fast double backward); the
     returned model has its nn.Conv2d layers back and follows the same trajectory as with the plain
     convolutions (to float rounding)."""
-    import xaifool.attacks.model as MM_
+    import xaifool.attacks.heo.finetuning as MM_
 
     torch.manual_seed(3)
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=8),
@@ -385,7 +388,7 @@ def test_finetuning_a_depthwise_network_returns_convolutions_and_matches_them(me
     assert not torch.equal(fast.net[2].weight, model.net[2].weight)   # it did train
 
 
-@pytest.mark.parametrize("attack", HM.ATTACKS)
+@pytest.mark.parametrize("attack", tuple(HM.MODEL_ATTACKS))
 @pytest.mark.parametrize("method", ["gradcam", "gradient", "smoothgrad"])
 def test_unmodified_equals_evaluating_the_original_on_both_sides(attack, method):
     """run_grid takes the unmodified model's scores from the original side of the evaluation
@@ -407,8 +410,6 @@ def test_unmodified_equals_evaluating_the_original_on_both_sides(attack, method)
 
 def _counting_heatmap(monkeypatch):
     """Count the images explained by xaifool.explain.heatmap, per network."""
-    from xaifool import explain as E
-
     counts, original = {}, E.heatmap
 
     def counted(model, x, *args, **kwargs):
@@ -450,7 +451,7 @@ def test_memo_misses_whenever_the_maps_would_differ(monkeypatch):
 
     def maps(model=net, x=x, t=t, opts=None, bs=8):
         before = counts.get(id(model), 0)
-        h = HM._heatmaps(model, x, t, "smoothgrad", batch_size=bs, options=opts or {"n_samples": 2})
+        h = HMAPS.heatmaps(model, x, t, "smoothgrad", batch_size=bs, options=opts or {"n_samples": 2})
         return h, counts.get(id(model), 0) - before
 
     h0, n = maps()
@@ -476,15 +477,15 @@ def test_memo_misses_whenever_the_maps_would_differ(monkeypatch):
 
     cfg = config.get_config()
     other_seed = replace(cfg, profile=replace(cfg.profile, seed=cfg.seed + 1))
-    monkeypatch.setattr(HM, "get_config", lambda: other_seed)
+    monkeypatch.setattr(HMAPS, "get_config", lambda: other_seed)
     assert maps()[1] == 8
-    monkeypatch.setattr(HM, "MEMO_BYTES", 3 * 8 * 12 * 12 * 4)  # room for three sets of maps
+    monkeypatch.setattr(HMAPS, "MEMO_BYTES", 3 * 8 * 12 * 12 * 4)  # room for three sets of maps
     for s in range(5):
         maps(x=x + s / 100)
-    assert len(HM._MEMO) == 3
-    assert HM._MEMO_HELD[0] == sum(v.numel() * v.element_size() for v in HM._MEMO.values())
+    assert len(HMAPS._MEMO) == 3
+    assert HMAPS._MEMO_HELD[0] == sum(v.numel() * v.element_size() for v in HMAPS._MEMO.values())
     HM.clear_memo()
-    assert not HM._MEMO and HM._MEMO_HELD[0] == 0
+    assert not HMAPS._MEMO and HMAPS._MEMO_HELD[0] == 0
 
 
 def test_evaluation_through_the_cache_is_the_evaluation(tmp_cache, monkeypatch):
@@ -494,11 +495,11 @@ def test_evaluation_through_the_cache_is_the_evaluation(tmp_cache, monkeypatch):
     x, y = tiny_data(16, 12)
     opts = {"smoothgrad": {"n_samples": 2}}
     HM.clear_memo()
-    fresh = HM.transfer(base, other, x, y, "topk", ["gradcam", "smoothgrad"], options=opts)
-    stored = HM.transfer(base, other, x, y, "topk", ["gradcam", "smoothgrad"], options=opts, cache=True)
+    fresh = HM.evaluate_interpreters(base, other, x, y, "topk", ["gradcam", "smoothgrad"], options=opts)
+    stored = HM.evaluate_interpreters(base, other, x, y, "topk", ["gradcam", "smoothgrad"], options=opts, cache=True)
     counts = _counting_heatmap(monkeypatch)
     HM.clear_memo()
-    loaded = HM.transfer(base, other, x, y, "topk", ["gradcam", "smoothgrad"], options=opts, cache=True)
+    loaded = HM.evaluate_interpreters(base, other, x, y, "topk", ["gradcam", "smoothgrad"], options=opts, cache=True)
     assert counts == {}
     for by in (stored, loaded):
         for m, r in by.items():
@@ -509,7 +510,7 @@ def test_evaluation_through_the_cache_is_the_evaluation(tmp_cache, monkeypatch):
         assert all(r.settings["k"] == fresh[m].settings["k"] and r.accuracy == fresh[m].accuracy for m, r in by.items())
     with torch.no_grad():
         other.net[0].bias += 0.1
-    HM.transfer(base, other, x, y, "topk", ["gradcam"], cache=True)    # another network: computed again
+    HM.evaluate_interpreters(base, other, x, y, "topk", ["gradcam"], cache=True)    # another network: computed again
     assert counts.get(id(other), 0) == 16
     with pytest.raises(ValueError, match="cam_layer"):                 # checked before the cache is consulted
         HM.evaluate(base, tiny_model(1, cam=False), x, y, "topk", "gradcam", cache=True)
@@ -524,14 +525,45 @@ def test_finetuning_with_the_shared_logits_pass_is_the_textbook_finetuning(metho
     the fine-tuning 17 % faster; through Grad-CAM (top-k) 13 % faster, the weights apart by at most
     1.2e-3 after Adam has amplified the rounding, FSR 0.242 both ways, held-out accuracy 73.4 %
     against 74.0 % (3 of 500 images)."""
-    from xaifool.attacks import input as A
-
     model, (x, y) = tiny_model(3), tiny_data(16, 12, seed=3)
     args = dict(lam=1.0, epochs=2, lr=1e-3, batch_size=8, seed=0, progress=False, distill=distill)
     shared, h1 = HM.finetune(model, x, None if distill else y, "topk", method, **args)
-    monkeypatch.setattr(A, "SHARED_FORWARD", ())        # the textbook loss: a forward pass of its own
+    # the textbook loss: a forward pass of its own
+    monkeypatch.setitem(E.METHODS, method, dataclasses.replace(E.METHODS[method], shares_forward=False))
     textbook, h2 = HM.finetune(model, x, None if distill else y, "topk", method, **args)
     for p, q in zip(shared.parameters(), textbook.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(h1["loss"], h2["loss"], rtol=1e-5)
     assert h1["accuracy"] == h2["accuracy"]
+
+
+# ---------------------------------------------------------------------------------------
+# Heo's claim at matched accuracy: the Pareto front of a sweep
+# ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pareto_front_is_the_set_of_non_dominated_points(seed):
+    g = torch.Generator().manual_seed(seed)
+    pts = torch.rand(40, 2, generator=g)
+    pts[::7] = torch.round(pts[::7] * 4) / 4          # ties on both axes
+    pts = [tuple(map(float, p)) for p in pts]
+    front = set(HM.pareto_front(pts))
+
+    def dominated(i):
+        f, a = pts[i]
+        return any(g_ >= f and b >= a and (g_ > f or b > a) for j, (g_, b) in enumerate(pts) if j != i)
+
+    assert front == {i for i in range(len(pts)) if not dominated(i)}
+    assert front   # a finite set always has a non-dominated point
+    # the front's points, sorted by FSR, have falling accuracy
+    ordered = sorted((pts[i] for i in front), key=lambda p: (p[0], -p[1]))
+    assert all(b[1] <= a[1] for a, b in zip(ordered, ordered[1:]))
+    assert HM.pareto_front([(float("nan"), 1.0), (0.5, 0.5)]) == [1]
+
+
+def test_best_within_an_accuracy_drop():
+    rows = [{"fsr": 0.9, "drop": 0.30}, {"fsr": 0.4, "drop": 0.02}, {"fsr": 0.4, "drop": 0.01}, {"fsr": 0.1, "drop": 0.0}]
+    assert HM.best_within(rows, 0.02) == {"fsr": 0.4, "drop": 0.01}
+    assert HM.best_within(rows, 0.5)["fsr"] == 0.9 and HM.best_within(rows[:1], 0.02) is None
+    with pytest.raises(ValueError, match="max_drop"):
+        HM.best_within(rows, 2.0)

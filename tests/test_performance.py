@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from xaifool import performance as perf
+from xaifool.book import full_results
+from xaifool.book import performance as perf
 from xaifool.config import REPO_ROOT
 
 
@@ -70,12 +71,14 @@ FULL_RECORDS = [
 def test_full_profile_tables_read_the_records(tmp_path):
     _fixtures(tmp_path)
     frame = perf.full_profile(tmp_path)
-    assert list(frame.chapter) == [perf.CHAPTER_TITLES[c] for c in perf.CHAPTER_TITLES]
-    assert list(frame.recorded) == ["4 of 77 attacks", "no run yet", "complete", "no run yet"]
-    assert frame.seconds.iloc[0] == 100.0 and frame.seconds.isna().tolist() == [False, True, False, True]
+    assert list(frame.chapter) == [c.title for c in full_results.CHAPTERS.values()]
+    assert list(frame.recorded) == ["4 of 77 attacks", "no run yet", "no run yet", "complete", "no run yet"]
+    assert frame.seconds.iloc[0] == 100.0 and frame.seconds.isna().tolist() == [False, True, True, False, True]
+    assert frame["parts per minute"].iloc[0] == 60 * 4 / 100.0 and frame["parts per minute"].iloc[3] == 60 * 2 / 140.0
+    assert frame["GPU busy (%)"].isna().all()                     # these records predate the sampling
     text = perf.full_profile_sentence(frame)
-    assert "1 of 4 chapters" in text and "Sanity checks (06), 140 s on the Test GPU" in text
-    assert "4 of 77 attacks in 100 s" in text and "no run recorded: Model manipulation (02b); Experiments" in text
+    assert "1 of 5 chapters" in text and "Sanity checks (06), 140 s on the Test GPU" in text
+    assert "4 of 77 attacks in 100 s" in text and "no run recorded: Model manipulation (02b); Model manipulation at matched accuracy (02b); Experiments" in text
     parts = perf.full_profile_parts(tmp_path)
     got = {(r.chapter.split("(")[-1].rstrip(")"), r.part, r.parts if r.parts == r.parts else None): r.seconds for r in parts.itertuples()}
     rest = "not in a timed part (set-up, earlier visits)"

@@ -11,6 +11,7 @@ from scipy.stats import pearsonr, spearmanr
 from skimage.feature import hog
 
 from xaifool import sanity as S
+from xaifool.book import experiments as BX
 from xaifool.models import Normalized
 
 
@@ -285,7 +286,7 @@ def test_verdict_follows_the_threshold(small_result):
         S.verdict(small_result, top=0)
     with pytest.raises(ValueError, match="result"):
         S.verdict({"layers": []})
-    nums = S.verdict_numbers(small_result)
+    nums = BX.verdict_numbers(small_result)
     assert set(nums) == {"gradient", "grad_x_input"} and isinstance(nums["gradient"]["passes"], bool)
 
 
@@ -331,7 +332,7 @@ def test_sanity_figures(small_result):
 
 def test_chapter_test_rejects_unknown_model():
     with pytest.raises(ValueError, match="base_key"):
-        S.chapter_test("vgg16")
+        BX.sanity_test("vgg16")
 
 
 def test_manipulation_checks_rows():

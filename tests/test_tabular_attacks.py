@@ -1,4 +1,4 @@
-"""Tests for :mod:`xaifool.attacks.tabular` (Slack et al.'s scaffolding, Dimanov et al.'s concealment).
+"""Tests for :mod:`xaifool.attacks.scaffold` (Slack et al.'s scaffolding, Dimanov et al.'s concealment).
 
 Each test checks a property the attacks must have, on seeded small runs of the real data
 (the loaders themselves are tested in ``test_data.py``):
@@ -24,7 +24,8 @@ import torch
 import pytest
 
 from xaifool.attacks import concealment as C
-from xaifool.attacks import tabular as T
+from xaifool.attacks import scaffold as T
+from xaifool.attacks.scaffold import experiment as TX
 from xaifool.data import load_tabular
 
 
@@ -209,7 +210,7 @@ def test_detector_held_out_scores_leave_out_its_training_queries(german):
     assert adv.detector.fake_keys
     trained_on = np.frombuffer(next(iter(adv.detector.fake_keys)), dtype=np.float32)[None]
     fresh = german.X_test[:3]
-    routes = T._Routes(adv, [0.0, adv.threshold_], adv.threshold_, adv.detector.fake_keys)
+    routes = TX._Routes(adv, [0.0, adv.threshold_], adv.threshold_, adv.detector.fake_keys)
     routes(np.vstack([trained_on, fresh]))
     assert routes.n == 3  # the query the detector was trained on is not scored as held-out
 
@@ -227,7 +228,7 @@ def test_explain_proba_and_explain_share_one_seeding_path(german):
     x, tgt = torch.as_tensor(rows), torch.ones(3, dtype=torch.long)
     for method, opts in (("lime", {"n_samples": 200}), ("kernel_shap", {"n_samples": 60, "n_background": 5})):
         mine = T.explain_proba(proba, rows, ds, method, seed=3, **opts)
-        theirs = getattr(E, f"_{method}")(model, x, tgt, background=ds.X_train, seed=3,
+        theirs = E.METHODS[method].fn(model, x, tgt, background=ds.X_train, seed=3,
                                           categorical=ds.categorical, feature_names=ds.feature_names, **opts)
         np.testing.assert_allclose(mine, theirs.numpy(), rtol=1e-4, atol=1e-6)
     # a row's explanation does not depend on the rows explained with it, nor on the processes
@@ -242,7 +243,7 @@ def test_a_computed_background_gives_the_same_kernel_shap_values(german):
     rows = german.X_test[:2]
     opts = dict(n_outputs=1, n_samples=60, n_background=5, background="kmeans_std", seed=4)
     fresh = T.explain_outputs(fn, rows, german, "kernel_shap", **opts)
-    bg = T._background(german, "kmeans_std", 5, 4)
+    bg = T.make_background(german, "kmeans_std", 5, 4)
     given = T.explain_outputs(fn, rows, german, "kernel_shap", background_data=bg, **opts)
     np.testing.assert_array_equal(fresh, given)
     with pytest.raises(ValueError, match="background_data"):
@@ -342,7 +343,7 @@ def test_conceal_rejects_bad_training_settings(mirror_available, arg, value):
 def test_unique_rows_is_exact():
     rng = np.random.default_rng(0)
     X = rng.integers(0, 3, size=(500, 4)).astype(np.float32)
-    U, inv, cnt = T._unique_rows(X)
+    U, inv, cnt = TX._unique_rows(X)
     assert np.array_equal(U[inv], X) and cnt.sum() == len(X)
     assert len(U) == len(np.unique(X, axis=0))
 
@@ -359,7 +360,7 @@ def test_forest_proba_equals_scikit_learn():
 
 
 def test_rows_text_names_the_data_sets_only_where_counts_differ():
-    from xaifool import experiments as X
+    from xaifool.book import paper as X
 
     assert X.rows_text({"compas": 20, "german": 20, "adult": 20}) == "20"
     assert X.rows_text({"compas": 1235, "german": 200, "adult": 603}) == "1,235 (COMPAS), 200 (German) and 603 (Adult)"
@@ -387,10 +388,10 @@ def test_bounded_rehearsal_is_a_sample_of_the_queries_whatever_the_processes(ger
     one = T.collect_queries(german, "kernel_shap", rows, seed=5, limit=100, **opts)
     two = T.collect_queries(german, "kernel_shap", rows, seed=5, limit=100, n_jobs=2, **opts)
     assert np.array_equal(one, two) and 90 <= len(one) <= 100           # ≤ limit, explained rows dropped
-    keys = T._row_keys(every)
-    assert len(T._row_keys(one)) == len(one) and all(r.tobytes() in keys for r in one)   # distinct queries
-    assert T._row_keys(rows).isdisjoint(T._row_keys(one))
+    keys = T.row_keys(every)
+    assert len(T.row_keys(one)) == len(one) and all(r.tobytes() in keys for r in one)   # distinct queries
+    assert T.row_keys(rows).isdisjoint(T.row_keys(one))
     roomy = T.collect_queries(german, "kernel_shap", rows, seed=5, limit=10**7, n_jobs=2, **opts)
-    assert T._row_keys(roomy) == keys                                    # a large limit keeps every distinct query
+    assert T.row_keys(roomy) == keys                                    # a large limit keeps every distinct query
     with pytest.raises(ValueError, match="limit"):
         T.collect_queries(german, "lime", rows, limit=0)

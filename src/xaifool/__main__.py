@@ -26,9 +26,9 @@ from .config import REPO_ROOT, describe, get_config
 def _fetch(args) -> int:
     from tqdm import tqdm
 
-    from .data import REGISTRY, DataFileError, _imagenet_index, fetch
+    from .data import REGISTRY, DataFileError, imagenet_index, fetch
 
-    names = [n for n in REGISTRY if not n.startswith("mobilenet_quantized")] + list(_imagenet_index().file)
+    names = [n for n in REGISTRY if not n.startswith("mobilenet_quantized")] + list(imagenet_index().file)
     failed = []
     for name in tqdm(names, desc="verifying data files"):
         try:
@@ -86,7 +86,7 @@ def _bench(args) -> int:
 
 
 def _full_results(args) -> int:
-    from .full_results import run, status, status_text
+    from .book.full_results import run, status, status_text
 
     if args.status:
         print(status_text(status(args.out, profile=None)))
@@ -99,7 +99,7 @@ def _full_results(args) -> int:
 
 
 def _exec_times(args) -> int:
-    from .performance import book_plan, book_times
+    from .book.performance import book_plan, book_times
 
     try:
         rows = book_times(args.build_dir)
@@ -118,7 +118,7 @@ def _exec_times(args) -> int:
         if plan.get("render_s") is not None:
             print(f"{'rendering':{width}s}  {plan['render_s']:7.1f}  (jupyter-book build from the executed pages)")
     if args.cells:
-        from .performance import slowest_cells
+        from .book.performance import slowest_cells
 
         try:
             cells = slowest_cells(args.build_dir, args.cells)
@@ -132,7 +132,7 @@ def _exec_times(args) -> int:
     if args.record:
         import subprocess
 
-        from .performance import record_book_times
+        from .book.performance import record_book_times
 
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                                 text=True).stdout.strip()
@@ -148,13 +148,33 @@ def _exec_times(args) -> int:
 
 
 def _book(args) -> int:
-    from .bookrun import build
+    from .book.build import build
 
     try:
         return build(args.root or REPO_ROOT, args.path_output, workers=args.workers, timeout=args.timeout)
     except ValueError as err:
         print(err, file=sys.stderr)
         return 2
+
+
+def _glue(args) -> int:
+    from .book import glue
+
+    try:
+        if args.action == "save":
+            values = glue.save(args.first, args.second)
+            print(f"{sum(map(len, values.values()))} glued values of {len(values)} pages written to {args.second}")
+            return 0
+        import json
+        from pathlib import Path
+
+        rows = glue.diff(json.loads(Path(args.first).read_text("utf8")), json.loads(Path(args.second).read_text("utf8")),
+                         ignore=args.ignore)
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        return 2
+    print(glue.diff_text(rows))
+    return 1 if rows else 0
 
 
 def _info(args) -> int:
@@ -190,8 +210,9 @@ def main(argv=None) -> int:
     f.add_argument("--only", nargs="*", help="chapters (notebook stems) to run; default all")
     f.add_argument("--out", help="folder for the JSON records (default benchmarks/results/full)")
     f.add_argument("--command", help="the command line to record (default: this one)")
-    f.add_argument("--jobs", type=int, default=1, help="processes explaining the tabular chapter's rows "
-                   "(LIME, KernelSHAP; the numbers do not depend on it)")
+    f.add_argument("--jobs", type=int, default=1, help="parts computed at once, each in a process of its own: the "
+                   "attacks of 02a and the models of 02b (on one GPU), the explained rows of 08; the numbers do not "
+                   "depend on it")
     f.add_argument("--resume", action="store_true", help="continue each chapter's unfinished record in --out "
                    "(same profile and settings), skipping the parts it holds")
     f.add_argument("--status", action="store_true", help="only print what the records in --out hold (per chapter: "
@@ -205,6 +226,13 @@ def main(argv=None) -> int:
     t.add_argument("--cells", type=int, default=0, metavar="N",
                    help="also list the N slowest code cells (builds of `python -m xaifool book`)")
     t.set_defaults(fn=_exec_times)
+    g = sub.add_parser("glue", help="save a build's glued values (save BUILD OUT.json) or list the differences "
+                       "between two saves (diff BEFORE.json AFTER.json)")
+    g.add_argument("action", choices=("save", "diff"))
+    g.add_argument("first", help="save: the book's folder (or its _build); diff: the earlier save")
+    g.add_argument("second", help="save: the JSON file to write; diff: the later save")
+    g.add_argument("--ignore", help="diff: a regular expression of glue names to leave out (e.g. timings)")
+    g.set_defaults(fn=_glue)
     sub.add_parser("info", help="profile, device, directories").set_defaults(fn=_info)
     args = parser.parse_args(argv)
     return args.fn(args)

@@ -11,7 +11,8 @@ that computes an artefact can never be answered with a stale one, while an edit 
 figure in ``plot.py``, a chapter's helper) keeps a fine-tuned model that took a GPU hour.
 
 ``depends`` defaults to every module except the presentation-only ones
-(:data:`PRESENTATION_MODULES`: ``plot``, ``__main__``), which the import walk never enters either:
+(:data:`PRESENTATION_MODULES`: ``plot``, ``__main__``, ``attacks.summary`` and the book layer
+``xaifool.book``), which the import walk never enters either:
 they draw and print but compute nothing that is cached. Callers pass narrower roots, e.g.
 ``depends=("xaifool.models", "xaifool.data", "xaifool.training")`` for a trained tabular model.
 
@@ -37,8 +38,9 @@ import torch
 
 from . import __version__
 from .config import get_config
+from .validate import one_or_many
 
-__all__ = ["PRESENTATION_MODULES", "package_modules", "default_depends", "dependency_closure", "code_fingerprint",
+__all__ = ["PRESENTATION_MODULES", "PRESENTATION_PACKAGES", "is_presentation", "package_modules", "default_depends", "dependency_closure", "code_fingerprint",
            "clear_fingerprints", "cache_key", "cache_path", "cached", "atomic_save", "atomic_write_text",
            "module_digest", "cached_call", "LIBRARIES", "library_versions"]
 
@@ -97,7 +99,15 @@ def module_digest(module: torch.nn.Module) -> str:
 
 #: Modules that only draw or print: no cached value is computed by them, so the automatic
 #: closure of ``depends`` never walks into them (name one explicitly to depend on it).
-PRESENTATION_MODULES = ("xaifool.plot", "xaifool.__main__")
+PRESENTATION_MODULES = ("xaifool.plot", "xaifool.__main__", "xaifool.attacks.summary")
+#: Packages whose every module is presentation: the book layer (chapter setups, tables, prose) calls
+#: cached computations and is never called by them.
+PRESENTATION_PACKAGES = ("xaifool.book",)
+
+
+def is_presentation(module: str) -> bool:
+    """Is ``module`` (a dotted name) one that only draws, tabulates or writes prose (no cached value depends on it)?"""
+    return module in PRESENTATION_MODULES or any(module == p or module.startswith(p + ".") for p in PRESENTATION_PACKAGES)
 
 _PACKAGE = __name__.rpartition(".")[0]  # "xaifool"
 _ROOT = Path(__file__).resolve().parent
@@ -140,7 +150,7 @@ def _direct_imports(module: str) -> frozenset[str]:
     try:
         tree = ast.parse(_sources()[rel], filename=rel)
     except (SyntaxError, ValueError):  # a file mid-edit: assume it may import anything that computes
-        return frozenset(m for m in modules if m != module and m not in PRESENTATION_MODULES)
+        return frozenset(m for m in modules if m != module and not is_presentation(m))
     package = module if rel.endswith("__init__.py") else module.rpartition(".")[0]
     found = set()
     for node in ast.walk(tree):
@@ -167,16 +177,8 @@ def _direct_imports(module: str) -> frozenset[str]:
 def _resolve(depends) -> tuple[str, ...]:
     """Full module names of ``depends`` (names, short names such as ``"models"``, or module objects)."""
     modules = package_modules()
-    if isinstance(depends, (str, ModuleType)):
-        depends = (depends,)
-    try:
-        items = tuple(depends)
-    except TypeError:
-        raise ValueError(f"depends must be None or a tuple of module names / modules of {_PACKAGE}, got "
-                         f"{type(depends).__name__}") from None
-    if not items:
-        raise ValueError("depends must name at least one module (None: every non-presentation module); "
-                         f"modules of {_PACKAGE}: {sorted(modules)}")
+    items = one_or_many(depends, "depends", (str, ModuleType),
+                        f"None or module names / modules of {_PACKAGE} (None: every non-presentation module)")
     names, unknown = [], []
     for item in items:
         name = item.__name__ if isinstance(item, ModuleType) else item
@@ -192,7 +194,7 @@ def _resolve(depends) -> tuple[str, ...]:
 def default_depends() -> tuple[str, ...]:
     """Every module of the package except :data:`PRESENTATION_MODULES`: an artefact that does not say
     what it depends on is keyed by all the code that could compute it."""
-    return tuple(m for m in package_modules() if m not in PRESENTATION_MODULES)
+    return tuple(m for m in package_modules() if not is_presentation(m))
 
 
 def dependency_closure(depends=None) -> tuple[str, ...]:
@@ -210,7 +212,7 @@ def _closure(roots: tuple[str, ...]) -> tuple[str, ...]:
     seen, todo = set(roots), list(roots)
     while todo:
         for dep in _direct_imports(todo.pop()):
-            if dep not in seen and dep not in PRESENTATION_MODULES:
+            if dep not in seen and not is_presentation(dep):
                 seen.add(dep)
                 todo.append(dep)
     return tuple(sorted(seen))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,7 +33,7 @@ from .config import get_config
 __all__ = [
     "DataFileError", "RemoteFile", "REGISTRY", "fetch", "sha256sum",
     "ImageBatch", "TabularDataset", "CIFAR10_CLASSES",
-    "imagenet_class_names", "load_imagenet_samples", "load_cifar10", "load_tabular", "TABULAR_DATASETS",
+    "imagenet_class_names", "imagenet_index", "load_imagenet_samples", "load_cifar10", "load_tabular", "TABULAR_DATASETS",
 ]
 
 
@@ -129,7 +130,7 @@ REGISTRY: dict[str, RemoteFile] = {
 
 
 @lru_cache(maxsize=1)
-def _imagenet_index() -> pd.DataFrame:
+def imagenet_index() -> pd.DataFrame:
     """The 1000 sample images: file, wnid, class index, torchvision name, both checksums.
 
     Shipped with the package (``registry/imagenet_samples.csv``, made from the mirror's
@@ -143,7 +144,7 @@ def _imagenet_index() -> pd.DataFrame:
 def _registry_entry(name: str) -> RemoteFile:
     if name in REGISTRY:
         return REGISTRY[name]
-    idx = _imagenet_index()
+    idx = imagenet_index()
     row = idx[idx.file == name]
     if len(row) == 1:
         r = row.iloc[0]
@@ -173,14 +174,20 @@ def sha256sum(path: Path) -> str:
 
 
 def fetch(name: str, *, mirrors: tuple[Path, ...] | None = None, cache_dir: Path | None = None,
-          download: bool = True) -> Path:
+          download: bool | None = None) -> Path:
     """Path to a verified local copy of data file ``name`` (see module docstring).
 
-    ``mirrors`` and ``cache_dir`` default to the configuration; ``download=False`` never
-    touches the network.
+    ``mirrors`` and ``cache_dir`` default to the configuration. ``download``: whether a file found
+    nowhere may be downloaded; default: yes, unless ``XAIFOOL_DATA`` names a folder (a machine given
+    its data that way has none to download: a missing file is then reported at once, with the
+    folder it should be in and how to get it). A download needs ``pooch``; without it the error
+    says so instead of failing on the import.
     """
     entry = _registry_entry(name)
     cfg = get_config()
+    explicit = os.environ.get("XAIFOOL_DATA") if mirrors is None else None
+    if download is None:
+        download = not explicit
     mirrors = cfg.data_dirs if mirrors is None else tuple(Path(m) for m in mirrors)
     cache = (cfg.cache_dir / "data") if cache_dir is None else Path(cache_dir)
     searched = []
@@ -203,6 +210,15 @@ def fetch(name: str, *, mirrors: tuple[Path, ...] | None = None, cache_dir: Path
         if sha256sum(local) in entry.sha256:
             return local
         local.unlink()  # a stale or corrupted download of ours: fetch it again
+    if explicit and (entry.url is None or not download):
+        folder = Path(explicit).expanduser().resolve()
+        raise DataFileError(
+            f"{name}: not in XAIFOOL_DATA={explicit}: expected {folder / entry.path}.\n"
+            f"Searched: {', '.join(searched)}.\n"
+            f"Fix: copy the data mirror into {folder} (see MANIFEST.md), or run `python -m xaifool fetch` on a "
+            "machine that reaches the internet (it downloads every file into the cache, checking each sha256) and "
+            f"copy the files from {cache} into {folder}; unset XAIFOOL_DATA to download here instead."
+        )
     if entry.url is None or not download:
         raise DataFileError(
             f"{name}: not found. Searched: {', '.join(searched) or '(no mirror configured)'}.\n"
@@ -210,7 +226,15 @@ def fetch(name: str, *, mirrors: tuple[Path, ...] | None = None, cache_dir: Path
                f"Downloading is switched off; it comes from {entry.url}.")
             + "\nFix: set XAIFOOL_DATA to a folder holding the data mirror (see MANIFEST.md)."
         )
-    import pooch  # imported here: only needed off-mirror
+    try:
+        import pooch  # imported here: only needed off-mirror
+    except ImportError:
+        raise DataFileError(
+            f"{name}: not found, and it cannot be downloaded here: the downloader `pooch` is not installed.\n"
+            f"Searched: {', '.join(searched) or '(no mirror configured)'}.\n"
+            "Fix: set XAIFOOL_DATA to a folder holding the data mirror (see MANIFEST.md), or install pooch "
+            "(`pip install pooch`) and run `python -m xaifool fetch`."
+        ) from None
 
     try:
         out = pooch.retrieve(entry.url, known_hash=f"sha256:{entry.sha256[-1]}",
@@ -257,7 +281,7 @@ class ImageBatch:
 
 def imagenet_class_names() -> tuple[str, ...]:
     """The 1000 ILSVRC class names in torchvision order (index = class id)."""
-    idx = _imagenet_index().sort_values("class_index")
+    idx = imagenet_index().sort_values("class_index")
     return tuple(idx.torchvision_category)
 
 
@@ -281,7 +305,7 @@ def load_imagenet_samples(n: int | None = None, *, classes=None, size: int = 224
     classes: explicit class indices instead of ``n`` (iterable of ints in 0..999)
     size:    side of the centre crop (images are first resized to short side 256·size/224)
     """
-    idx = _imagenet_index().sort_values("class_index").reset_index(drop=True)
+    idx = imagenet_index().sort_values("class_index").reset_index(drop=True)
     if classes is not None and n is not None:
         raise ValueError("pass either n or classes, not both")
     if classes is not None:

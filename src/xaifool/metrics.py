@@ -65,6 +65,7 @@ __all__ = [
     "pearson",
     "topk_intersection",
     "center_of_mass",
+    "center_of_mass_unchecked",
     "center_of_mass_distance",
     "ssim",
     "mse",
@@ -255,10 +256,11 @@ def center_of_mass(h: torch.Tensor) -> torch.Tensor:
         (B, 2) tensor of the input dtype: row in [0, H - 1], col in [0, W - 1].
     """
     h = _check_map(h, "h", ndim=3)
-    return _center_of_mass(h)
+    return center_of_mass_unchecked(h)
 
 
-def _center_of_mass(h: torch.Tensor) -> torch.Tensor:
+def center_of_mass_unchecked(h: torch.Tensor) -> torch.Tensor:
+    """:func:`center_of_mass` without the argument checks (no NaN scan): for loops that check their maps once."""
     _, height, width = h.shape
     w = h.abs()
     rows = torch.arange(height, device=h.device, dtype=h.dtype)
@@ -287,7 +289,7 @@ def center_of_mass_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         (B,) tensor of the input dtype, values in [0, sqrt((H-1)^2 + (W-1)^2)].
     """
     a, b = _check_pair(a, b, ndim=3)
-    return torch.linalg.vector_norm(_center_of_mass(a) - _center_of_mass(b), dim=1)
+    return torch.linalg.vector_norm(center_of_mass_unchecked(a) - center_of_mass_unchecked(b), dim=1)
 
 
 # ------------------------------------------------------------------------- SSIM

@@ -30,6 +30,7 @@ __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "Normalized", "dequantize_mobilenet_v2", "load_imagenet_classifier",
     "CifarResNet", "cifar_resnet", "load_cifar_resnet", "Standardize", "train_tabular_model",
     "smooth", "set_beta", "SmoothReLU6", "DepthwiseShifts", "depthwise_as_shifts", "depthwise_as_convs", "accuracy", "predict", "channels_last",
+    "device_of", "BasicBlock", "ShortcutA",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -128,7 +129,7 @@ def load_imagenet_classifier(activation: str = "relu", device=None) -> Normalize
 # CIFAR-10: ResNet-20/32/44/56 with option-A shortcuts
 # --------------------------------------------------------------------------------------
 
-class _ShortcutA(nn.Module):
+class ShortcutA(nn.Module):
     """Parameter-free shortcut: subsample by 2 and zero-pad the channels (He et al. option A)."""
 
     def __init__(self, planes: int):
@@ -139,7 +140,7 @@ class _ShortcutA(nn.Module):
         return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
 
 
-class _BasicBlock(nn.Module):
+class BasicBlock(nn.Module):
     def __init__(self, in_planes: int, planes: int, stride: int):
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
@@ -148,7 +149,7 @@ class _BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu2 = nn.ReLU()
-        self.shortcut = _ShortcutA(planes) if stride != 1 or in_planes != planes else nn.Identity()
+        self.shortcut = ShortcutA(planes) if stride != 1 or in_planes != planes else nn.Identity()
 
     def forward(self, x):
         out = self.relu1(self.bn1(self.conv1(x)))
@@ -168,7 +169,7 @@ class CifarResNet(nn.Module):
         for planes, stride in [(16, 1), (32, 2), (64, 2)]:
             blocks = []
             for i in range(n):
-                blocks.append(_BasicBlock(in_planes, planes, stride if i == 0 else 1))
+                blocks.append(BasicBlock(in_planes, planes, stride if i == 0 else 1))
                 in_planes = planes
             layers.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = layers
@@ -406,6 +407,11 @@ def smooth(model: nn.Module, beta: float, *, depthwise_shifts: bool = True) -> n
     if depthwise_shifts:
         depthwise_as_shifts(out)
     return out.eval()
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (where its inputs must go)."""
+    return next(model.parameters()).device
 
 
 def channels_last(x: torch.Tensor) -> torch.Tensor:

@@ -14,17 +14,13 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-__all__ = ["set_style", "HEATMAP_CMAP", "METHOD_LABELS", "heatmap_grid", "attribution_bars", "agreement_matrix",
+from .explain.registry import label as method_label
+
+__all__ = ["set_style", "HEATMAP_CMAP", "method_label", "heatmap_grid", "attribution_bars", "agreement_matrix",
            "randomisation_grid", "similarity_curves", "shared_legend",
-           "pair_table"]
+           "pair_table", "rank_share_figure", "tradeoff_figure", "pareto_figure"]
 
 HEATMAP_CMAP = "inferno"
-METHOD_LABELS = {
-    "gradient": "Gradient", "grad_x_input": "Grad × Input", "smoothgrad": "SmoothGrad",
-    "integrated_gradients": "Integrated Gradients", "gradcam": "Grad-CAM", "lrp": "LRP",
-    "guided_backprop": "Guided Backprop", "guided_gradcam": "Guided Grad-CAM",
-    "lime": "LIME", "kernel_shap": "KernelSHAP",
-}
 
 
 def set_style() -> None:
@@ -68,7 +64,7 @@ def heatmap_grid(images: torch.Tensor, heatmaps: dict, *, titles=None, overlay: 
 
     images:   (B, 3, H, W) in [0, 1]
     heatmaps: {method: (B, H, W)} non-negative maps (``explain`` with ``reduce="abs_sum"``)
-    titles:   column titles per method (default: :data:`METHOD_LABELS`)
+    titles:   column titles per method (default: the interpreters' labels, :func:`method_label`)
     image_titles: B strings under each image (e.g. predicted class and score)
     overlay:  draw each heatmap over a grey copy of the image
     """
@@ -92,7 +88,7 @@ def heatmap_grid(images: torch.Tensor, heatmaps: dict, *, titles=None, overlay: 
             else:
                 ax.imshow(_clip_map(heatmaps[n][i]), cmap=HEATMAP_CMAP)
             if i == 0:
-                ax.set_title((titles or {}).get(n, METHOD_LABELS.get(n, n)))
+                ax.set_title((titles or {}).get(n, method_label(n)))
     _bare(axes)
     fig.tight_layout(pad=0.3)
     return fig
@@ -112,7 +108,7 @@ def attribution_bars(values: dict, feature_names, *, highlight: str | None = Non
         raise ValueError("each entry of values must have one value per feature name")
     order = frame.abs().mean(1).sort_values(ascending=True).index
     long = frame.loc[order].reset_index(names="feature").melt("feature", var_name="explainer", value_name="value")
-    long["explainer"] = long.explainer.map(lambda n: METHOD_LABELS.get(n, n))
+    long["explainer"] = long.explainer.map(lambda n: method_label(n))
     fig, ax = plt.subplots(figsize=(6.0, 0.32 * len(order) + 1.0))
     sns.barplot(long, y="feature", x="value", hue="explainer", ax=ax, orient="h", palette="colorblind")
     ax.axvline(0, color="0.3", lw=0.8)
@@ -135,7 +131,7 @@ def pair_table(pairs: pd.DataFrame, value: str) -> pd.DataFrame:
     mat = pd.DataFrame(np.eye(len(names)), index=names, columns=names)
     for r in pairs.itertuples():
         mat.loc[r.method_a, r.method_b] = mat.loc[r.method_b, r.method_a] = getattr(r, value)
-    labels = [METHOD_LABELS.get(n, n) for n in names]
+    labels = [method_label(n) for n in names]
     mat.index, mat.columns = labels, labels
     return mat
 
@@ -232,7 +228,7 @@ def attack_curves(frame: pd.DataFrame, *, metrics=("topk", "spearman"), labels=N
             ax.set_xticklabels([f"{e:g}" for e in sorted(sub.eps255.unique())])
             ax.set_ylim(-0.05 if metric == "topk" else min(-0.05, float(sub[metric].min()) - 0.05), 1.02)
             if i == 0:
-                ax.set_title(METHOD_LABELS.get(method, method))
+                ax.set_title(method_label(method))
             if i == len(metrics) - 1:
                 ax.set_xlabel("ε (× 1/255)")
             if j == 0:
@@ -285,7 +281,7 @@ def transfer_matrices(frames: dict, *, fmt: str = ".0%", vmin: float = 0.0, vmax
     fig, axes = plt.subplots(1, len(titles), figsize=(sum(widths) + 0.6, 0.45 * max(f.shape[0] for f in frames.values())
                                                       + 1.6), squeeze=False, gridspec_kw={"width_ratios": widths})
     for j, (ax, t) in enumerate(zip(axes[0], titles)):
-        f = frames[t].rename(index=lambda m: METHOD_LABELS.get(m, m), columns=lambda m: METHOD_LABELS.get(m, m))
+        f = frames[t].rename(index=lambda m: method_label(m), columns=lambda m: method_label(m))
         sns.heatmap(f.astype(float), annot=True, fmt=fmt, vmin=vmin, vmax=vmax, cmap="mako_r", cbar=j == len(titles) - 1,
                     cbar_kws={"label": cbar_label}, ax=ax, annot_kws={"fontsize": 7}, square=False)
         ax.set_title(t)
@@ -375,7 +371,7 @@ def randomisation_grid(image: torch.Tensor, original: dict, maps: dict, layers, 
     fig, axes = plt.subplots(len(methods), ncol, figsize=(width * ncol, width * len(methods) + 0.3), squeeze=False)
     for i, m in enumerate(methods):
         axes[i, 0].imshow(_img(image))
-        axes[i, 0].set_ylabel(METHOD_LABELS.get(m, m), fontsize=8)
+        axes[i, 0].set_ylabel(method_label(m), fontsize=8)
         axes[i, 1].imshow(_clip_map(original[m][index].abs()), cmap=HEATMAP_CMAP)
         for j, s in enumerate(steps, start=2):
             axes[i, j].imshow(_clip_map(maps[m][s, index].abs()), cmap=HEATMAP_CMAP)
@@ -409,7 +405,7 @@ def similarity_curves(summary: pd.DataFrame, *, metrics=("spearman_abs", "ssim",
         if threshold is not None:
             ax.axhline(threshold, color="0.5", lw=0.8, ls=":")
         ax.axhline(0, color="0.8", lw=0.6)
-        ax.set_title(METHOD_LABELS.get(m, m), fontsize=9)
+        ax.set_title(method_label(m), fontsize=9)
         ax.set_ylim(-0.3, 1.05)
         ax.tick_params(labelsize=7)
     for ax in axes.flat[len(methods):]:
@@ -422,3 +418,123 @@ def similarity_curves(summary: pd.DataFrame, *, metrics=("spearman_abs", "ssim",
     for ax in axes[:, 0]:
         ax.set_ylabel("similarity", fontsize=8)
     return shared_legend(fig, axes.flat[0], ncol=len(metrics), pad=0.3)
+
+
+# ---- chapter 08: the scaffolding attack (xaifool.attacks.scaffold)
+
+def rank_share_figure(results: dict):
+    """Slack et al.'s figure as bars: ``results[(name, explainer)]`` from :func:`xaifool.attacks.scaffold.scaffold_experiment`.
+
+    One panel per data set (rows) and explainer (columns); for ranks 1–3, the share of
+    explanations in which the sensitive feature holds that rank for ``f`` and for the scaffold,
+    and the share in which the (first) decoy feature of ψ does for the scaffold.
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    names = list(dict.fromkeys(k[0] for k in results))
+    expl = list(dict.fromkeys(k[1] for k in results))
+    fig, axes = plt.subplots(len(names), len(expl), figsize=(3.3 * len(expl), 2.0 * len(names) + 0.6),
+                             squeeze=False, sharey=True)
+    bars = [("ranks_f", "sensitive feature, biased f", "#d55e00"),
+            ("ranks_scaffold", "sensitive feature, scaffolded", "#0072b2"),
+            ("ranks_unrelated", "decoy feature of ψ, scaffolded", "#999999")]
+    x = np.arange(3)
+    w = 0.27
+    for i, n in enumerate(names):
+        for j, e in enumerate(expl):
+            ax = axes[i, j]
+            r = results[(n, e)]
+            for b, (key, label, color) in enumerate(bars):
+                ax.bar(x + (b - 1) * w, r[key], w, color=color, label=label)
+            ax.set_xticks(x, ["1st", "2nd", "3rd"])
+            ax.set_ylim(0, 1.05)
+            ax.set_title(f"{n} ({r['sensitive']}) — {method_label(e)}")
+            if j == 0:
+                ax.set_ylabel("share of explanations")
+            sns.despine(ax=ax)
+    return shared_legend(fig, axes[0, 0], ncol=3)
+
+
+def tradeoff_figure(results: dict):
+    """The attacker's fidelity–fooling trade-off: ``results[(config, name, explainer)]`` from
+    :func:`xaifool.attacks.scaffold.scaffold_experiment`.
+
+    One panel per explainer (rows) and data set (columns). x: fidelity (share of real test rows on
+    which the scaffold answers like f); y: share of explanations that rank the sensitive feature
+    first. One line per configuration, traced by sweeping its detector's threshold from 0
+    (everything to f, top right) to beyond 1 (everything to ψ); filled marker: the
+    configuration's own operating point (Slack: P(real) ≥ 0.5; the book: keep ≥ 97 % of real
+    training rows); open diamond: the highest threshold that keeps ≥ 97 % of real test rows.
+    """
+    from .attacks.scaffold import tradeoff_points
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    configs = list(dict.fromkeys(k[0] for k in results))
+    names = list(dict.fromkeys(k[1] for k in results))
+    expl = list(dict.fromkeys(k[2] for k in results))
+    fig, axes = plt.subplots(len(expl), len(names), figsize=(2.7 * len(names) + 0.4, 2.5 * len(expl) + 0.7),
+                             squeeze=False, sharey=True)
+    style = {"slack": ("#0072b2", "o", "Slack et al.'s settings"), "book": ("#d55e00", "s", "the book's settings")}
+    for i, e in enumerate(expl):
+        for j, n in enumerate(names):
+            ax = axes[i, j]
+            for c in configs:
+                if (c, n, e) not in results:
+                    continue
+                color, marker, label = style.get(c, ("#555555", "^", c))
+                tp = tradeoff_points(results[(c, n, e)])
+                xs = [p["fidelity"] for p in tp["curve"]]
+                ys = [p["top1"] for p in tp["curve"]]
+                ax.plot(xs, ys, "-", color=color, lw=1.2, alpha=0.8, label=label)
+                ax.plot([tp["operating"]["fidelity"]], [tp["operating"]["top1"]], marker, color=color, ms=7,
+                        label=f"{label}: operating point")
+                ax.plot([tp["keep97"]["fidelity"]], [tp["keep97"]["top1"]], "D", mfc="none", color=color, ms=7,
+                        label=f"{label}: ≥ 97 % of real rows to f")
+            ax.set_xlim(min(0.45, ax.get_xlim()[0]), 1.02)
+            ax.set_ylim(-0.03, 1.05)
+            ax.set_title(f"{n} — {method_label(e)}", fontsize=9)
+            if i == len(expl) - 1:
+                ax.set_xlabel("fidelity to f on real test rows")
+            if j == 0:
+                ax.set_ylabel("sensitive feature ranked first")
+            sns.despine(ax=ax)
+    return shared_legend(fig, axes[0, 0], ncol=3, fontsize=7.5, bottom=0.1)
+
+
+# ---- chapter 02b: Heo's claim at matched accuracy (xaifool.attacks.heo.sweep)
+
+def pareto_figure(runs: dict, max_drop: float):
+    """FSR against held-out accuracy for every run of a λ × learning-rate sweep, one panel per
+    (attack, interpreter) pair (``runs``: ``{(attack, method): rows of xaifool.attacks.heo.sweep}``):
+    the runs (marker: learning rate, label: λ), the Pareto front as a line, the original model's accuracy
+    and the band within ``max_drop`` of it shaded."""
+    pairs = list(runs)
+    fig, axes = plt.subplots(1, len(pairs), figsize=(3.6 * len(pairs) + 0.6, 3.0), squeeze=False)
+    markers = ("o", "s", "^", "D", "v")
+    for ax, pair in zip(axes[0], pairs):
+        rows = runs[pair]
+        lrs = sorted({r["lr"] for r in rows})
+        base = rows[0]["accuracy"]
+        ax.axvspan(100 * (base - max_drop), 100 * base, color="0.9", zorder=0,
+                   label=f"within {100 * max_drop:g} points")
+        ax.axvline(100 * base, color="0.4", lw=0.8, ls="--", label="original model")
+        front = sorted((r for r in rows if r["pareto"]), key=lambda r: r["accuracy_adv"])
+        ax.plot([100 * r["accuracy_adv"] for r in front], [r["fsr"] for r in front], color="0.2", lw=1.0,
+                label="Pareto front")
+        for i, lr in enumerate(lrs):
+            mine = [r for r in rows if r["lr"] == lr]
+            ax.scatter([100 * r["accuracy_adv"] for r in mine], [r["fsr"] for r in mine], marker=markers[i % 5],
+                       s=30, zorder=3, label=f"lr {lr:g}")
+            for r in mine:
+                ax.annotate(f"λ={r['lam']:g}", (100 * r["accuracy_adv"], r["fsr"]), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel("held-out accuracy (%)")
+        ax.set_ylabel("fooling success rate")
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(f"{pair[0]}, {method_label(pair[1])}", fontsize=10)
+        sns.despine(ax=ax)
+    axes[0, -1].legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig

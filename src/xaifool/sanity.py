@@ -36,10 +36,9 @@ from . import explain as E
 from . import metrics as M
 from .config import get_config
 
-__all__ = ["ORDERS", "SIMILARITIES", "PASS_THRESHOLD", "CHAPTER_METHODS", "randomizable_layers", "blocks", "randomized",
+__all__ = ["ORDERS", "SIMILARITIES", "PASS_THRESHOLD", "randomizable_layers", "blocks", "randomized",
            "similarity", "hog_pearson", "cascading", "label_trained_model", "summarize", "verdict", "compare_models",
-           "manipulation_checks", "chapter_options", "chapter_test", "verdict_numbers",
-           "recorded_comparison"]
+           "manipulation_checks"]
 
 ORDERS = ("top_down", "bottom_up", "independent")
 SIMILARITIES = ("spearman_abs", "spearman", "ssim", "hog_pearson")
@@ -186,10 +185,7 @@ def cascading(model: nn.Module, x: torch.Tensor, methods, target=None, *, order:
     cache:    take the result from the on-disk cache when the same network, images and settings
               were tested before (:func:`xaifool.cache.cached_call`)
     """
-    methods = (methods,) if isinstance(methods, str) else tuple(methods)
-    bad = [m for m in methods if m not in E.IMAGE_METHODS]
-    if bad or not methods:
-        raise ValueError(f"methods must be image interpreters among {E.IMAGE_METHODS}, got {bad or methods}")
+    methods = E.check_methods(methods)
     options = dict(options or {})
     unknown = sorted(set(options) - set(methods))
     if unknown:
@@ -211,7 +207,7 @@ def cascading(model: nn.Module, x: torch.Tensor, methods, target=None, *, order:
 
 def _cascading(model, x, methods, target, order, seed, layers, metrics, options, dev) -> dict:
     x = x.to(dev)
-    with torch.no_grad(), E._eval_mode(model):
+    with torch.no_grad(), E.eval_mode(model):
         logits = model(x)
     n_classes = logits.shape[1]
     if target is None:
@@ -223,7 +219,7 @@ def _cascading(model, x, methods, target, order, seed, layers, metrics, options,
             raise ValueError(f"target must be an int or hold one class per image ({len(x)}), got {target.numel()}")
 
     for m in methods:  # option names checked once here, so the loop needs no validation pass
-        E._method_options(m, options.get(m, {}))
+        E.method_options(m, options.get(m, {}))
     if ((target < 0) | (target >= n_classes)).any():
         raise ValueError(f"target must hold class indices in 0..{n_classes - 1}, got {target.tolist()}")
 
@@ -231,7 +227,7 @@ def _cascading(model, x, methods, target, order, seed, layers, metrics, options,
         return {m: E.heatmap(net, x, target, m, reduce="sum", normalize=None, **options.get(m, {})).detach().cpu()
                 for m in methods}
 
-    with E._eval_mode(model):
+    with E.eval_mode(model):
         original = maps(model)
     names, per_step = [], []
     for name, net in randomized(model, order, seed=seed, layers=layers):
@@ -391,14 +387,11 @@ def compare_models(models: dict, x: torch.Tensor, methods, *, metrics=SIMILARITI
     reference = next(iter(models)) if reference is None else reference
     if reference not in models:
         raise ValueError(f"reference must be one of {list(models)}, got {reference!r}")
-    methods = (methods,) if isinstance(methods, str) else tuple(methods)
-    bad = [m for m in methods if m not in E.IMAGE_METHODS]
-    if bad or not methods:
-        raise ValueError(f"methods must be image interpreters among {E.IMAGE_METHODS}, got {bad or methods}")
+    methods = E.check_methods(methods)
     options = dict(options or {})
     maps, predicted = {}, {}
     for name, model in models.items():
-        with E._eval_mode(model):
+        with E.eval_mode(model):
             dev = next(model.parameters()).device
             with torch.no_grad():
                 t = model(x.to(dev)).argmax(1)
@@ -413,69 +406,6 @@ def compare_models(models: dict, x: torch.Tensor, methods, *, metrics=SIMILARITI
 # --------------------------------------------------------------------------------------
 # The chapter's tests, shared by the chapter and ``python -m xaifool full-results``
 # --------------------------------------------------------------------------------------
-
-#: The interpreters of the chapter's randomisation tests: every image interpreter that reads the
-#: model's gradients or propagates relevance (LIME and KernelSHAP query the model; Adebayo et al.
-#: test the former).
-CHAPTER_METHODS = ("gradient", "grad_x_input", "smoothgrad", "integrated_gradients", "gradcam", "guided_backprop",
-                   "guided_gradcam", "lrp")
-
-
-def chapter_options(profile=None) -> dict:
-    """Interpreter options of the chapter's tests: ``profile.sanity_samples`` SmoothGrad samples and
-    Integrated-Gradients steps (every randomisation step explains every image with every interpreter)."""
-    P = profile or get_config().profile
-    return {"smoothgrad": {"n_samples": P.sanity_samples}, "integrated_gradients": {"n_steps": P.sanity_samples}}
-
-
-def chapter_test(base_key: str, profile=None) -> tuple[dict, "torch.Tensor"]:
-    """The chapter's cascading test, one step per block: ``("mobilenet_v2", …)`` on
-    ``profile.sanity_n_imagenet`` ImageNet sample images, ``("cifar_resnet20", …)`` on
-    ``profile.sanity_n_cifar`` CIFAR-10 test images. Returns (the :func:`cascading` result, the images)."""
-    from .data import load_cifar10, load_imagenet_samples
-    from .models import load_cifar_resnet, load_imagenet_classifier
-
-    P = profile or get_config().profile
-    if base_key == "mobilenet_v2":
-        model, x = load_imagenet_classifier(), load_imagenet_samples(P.sanity_n_imagenet).x
-    elif base_key == "cifar_resnet20":
-        model, x = load_cifar_resnet(20), load_cifar10("test", P.sanity_n_cifar).x
-    else:
-        raise ValueError(f"base_key must be 'mobilenet_v2' or 'cifar_resnet20', got {base_key!r}")
-    return cascading(model, x, CHAPTER_METHODS, layers=blocks(model), options=chapter_options(P)), x
-
-
-def verdict_numbers(result: dict) -> dict:
-    """:func:`verdict` as plain numbers, ``{method: {"after_first", "after_all", "passes"}}`` (JSON records)."""
-    v = verdict(result)
-    return {m: {"after_first": float(v.loc[m, "after first step"]), "upper": float(v.loc[m, "upper layers (mean)"]),
-                "after_all": float(v.loc[m, "after all steps"]), "passes": bool(v.loc[m, "passes"])} for m in v.index}
-
-
-def recorded_comparison(build: dict, record: dict | None) -> "pd.DataFrame":
-    """This build's verdicts next to a recorded full-profile run's (:mod:`xaifool.full_results`).
-
-    build:  ``{base_key: verdict DataFrame}`` (``"mobilenet_v2"``, ``"cifar_resnet20"``), as :func:`verdict` returns
-    record: the chapter's full-results record (``numbers[base_key]["methods"][method]`` as
-            :func:`verdict_numbers` writes it), or None
-    returns one row per interpreter, columns (base_key, "upper, build" / "upper, recorded" /
-            "passes, build" / "passes, recorded"); recorded cells are NaN / "–" where the record lacks them.
-    """
-    import pandas as pd
-
-    if not isinstance(build, dict) or not build:
-        raise ValueError("build must be a non-empty dict {base_key: verdict DataFrame}")
-    numbers = (record or {}).get("numbers", {})
-    cols = {}
-    for key, v in build.items():
-        rec = numbers.get(key, {}).get("methods", {})
-        cols[(key, "upper, build")] = v["upper layers (mean)"].astype(float)
-        cols[(key, "upper, recorded")] = pd.Series({m: rec[m]["upper"] if m in rec else float("nan") for m in v.index})
-        cols[(key, "passes, build")] = v["passes"].map({True: "yes", False: "no"})
-        cols[(key, "passes, recorded")] = pd.Series(
-            {m: ("yes" if rec[m]["passes"] else "no") if m in rec else "–" for m in v.index})
-    return pd.DataFrame(cols)
-
 
 def manipulation_checks(original: nn.Module, manipulated: dict, x: torch.Tensor, *, options: dict | None = None,
                         threshold: float = PASS_THRESHOLD) -> "pd.DataFrame":

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from ..cache import cached
 from ..config import get_config, one_thread
 from ..data import TabularDataset, load_tabular
-from .tabular import _sensitive_index, _torch_predict, check_dataset, flip_rate, sensitive_rank
+from .scaffold import check_dataset, flip_rate, sensitive_index, sensitive_rank, torch_predict
 
 __all__ = ["CONCEALMENT_LAMBDA", "biased_labels", "sensitive_gradient", "conceal", "concealment_report"]
 
@@ -105,7 +105,7 @@ def conceal(name: str, *, sensitive: str | None = None, strength: float = 0.3, l
             raise ValueError(f"{arg} must be an int >= 1, got {value!r}")
     lam, lr, epochs, n_batches = float(lam), float(lr), int(epochs), int(n_batches)
     ds0 = load_tabular(name)
-    s = _sensitive_index(ds0, sensitive)
+    s = sensitive_index(ds0, sensitive)
     ds0 = replace(ds0, sensitive=ds0.feature_names[s])
     ytr, yte = biased_labels(ds0, strength, seed=seed)
     ds = replace(ds0, y_train=ytr, y_test=yte)
@@ -123,8 +123,7 @@ def conceal(name: str, *, sensitive: str | None = None, strength: float = 0.3, l
         return net.state_dict()
 
     concealed = copy.deepcopy(base)
-    concealed.load_state_dict(cached("dimanov-conceal", settings, finetune, depends=(
-        "xaifool.attacks.concealment", "xaifool.attacks.tabular", "xaifool.training", "xaifool.models", "xaifool.data")))
+    concealed.load_state_dict(cached("dimanov-conceal", settings, finetune, depends=(__name__,)))
     return ds, base.eval(), concealed.eval()
 
 
@@ -159,7 +158,7 @@ def concealment_report(ds: TabularDataset, models: dict, *, n_explain: int | Non
 
 
 def _report_one(model, ds, s, X, rows, g, context, true_labels, seed, E) -> dict:
-    pred = _torch_predict(model)(ds.X_test)
+    pred = torch_predict(model)(ds.X_test)
     r = {"accuracy": float((pred == ds.y_test).mean())}
     if true_labels is not None:
         r["accuracy_true"] = float((pred == np.asarray(true_labels)).mean())
@@ -171,6 +170,6 @@ def _report_one(model, ds, s, X, rows, g, context, true_labels, seed, E) -> dict
         a = E.explain(model, rows, None, m, reduce="sum", normalize=None, **extra, **context).cpu().abs()
         r[f"share_{m}"] = float((a[:, s] / a.sum(1).clamp_min(1e-12)).mean())
         r[f"top1_{m}"] = float((sensitive_rank(a.numpy(), s) == 0).mean())
-    r["flip"] = flip_rate(_torch_predict(model), ds.X_test, s)
+    r["flip"] = flip_rate(torch_predict(model), ds.X_test, s)
     r["dp_gap"] = float(pred[g].mean() - pred[~g].mean())
     return r

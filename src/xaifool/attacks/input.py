@@ -58,28 +58,31 @@ import inspect
 import math
 import time
 from dataclasses import dataclass, field
-from numbers import Integral, Real
+from numbers import Real
 
 import torch
 import torch.nn as nn
 from tqdm import tqdm
 
 from .. import explain as E
-from .. import metrics as M
 from ..cache import cached, module_digest
 from ..config import get_config
-from ..models import set_beta, smooth
+from ..validate import check_images, check_int, check_module, check_positive
 from .objectives import OBJECTIVES, default_k
 from .result import BeforeAfter
 
-__all__ = ["ATTACKS", "ATTACK_METHODS", "GHORBANI_KINDS", "DOMBROWSKI_KINDS", "GRID_ATTACKS", "ATTACK_FUNCTIONS",
+__all__ = ["ATTACKS", "attack_methods", "GHORBANI_KINDS", "DOMBROWSKI_KINDS", "GRID_ATTACKS", "ATTACK_FUNCTIONS",
            "AttackResult", "random_sign", "ghorbani_attack", "dombrowski_attack", "run_attack", "cached_attack",
-           "attack_grid", "transfer", "transfer_to_inputs", "transfer_to_models", "project", "default_k",
-           "default_step_size", "beta_schedule", "DEFAULT_BETA", "DOMBROWSKI_BETA"]
+           "attack_grid", "project", "default_k",
+           "default_step_size", "beta_schedule", "surrogate_network", "attack_step", "DEFAULT_BETA", "DOMBROWSKI_BETA"]
 
-#: Interpreters the input attacks differentiate through (LRP through zennit, see
-#: :func:`xaifool.explain.lrp_objective_gradient`).
-ATTACK_METHODS = ("gradient", "grad_x_input", "integrated_gradients", "smoothgrad", "gradcam", "lrp")
+
+
+def attack_methods() -> tuple[str, ...]:
+    """The interpreters the input attacks differentiate through: every registered differentiable image
+    interpreter, each through its entry's surrogate (LRP: :func:`xaifool.explain.lrp_objective_gradient`)."""
+    return E.names(modality="image", differentiable=True)
+
 #: Objectives :func:`ghorbani_attack` runs: their reference needs at most ``k`` and ``region``.
 GHORBANI_KINDS = tuple(n for n, o in OBJECTIVES.items() if set(o.options) <= {"k", "region"})
 #: Objectives :func:`dombrowski_attack` runs: their reference needs a ``target`` map (and ``gamma``).
@@ -159,42 +162,14 @@ class AttackResult(BeforeAfter):
 
 def default_step_size(epsilon: float, n_iter: int) -> float:
     """α = max(2.5 ε / n_iter, ε / 10): the iterates can cross the ε-ball within the budget."""
-    n_iter = _check_int(n_iter, "n_iter", 1)
+    n_iter = check_int(n_iter, "n_iter", 1)
     return max(2.5 * epsilon / n_iter, epsilon / 10)
-
-
-def _check_images(x) -> None:
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 4 or x.shape[0] == 0:
-        raise ValueError("x must be a non-empty floating-point tensor of images (B, C, H, W), got "
-                         f"{type(x).__name__} {tuple(x.shape) if isinstance(x, torch.Tensor) else ''}")
-    if torch.isnan(x).any() or x.min() < 0 or x.max() > 1:
-        raise ValueError(f"x must hold pixels in the valid range [0, 1]; got values in "
-                         f"[{float(x.min()):.4g}, {float(x.max()):.4g}]")
 
 
 def _check_epsilon(epsilon) -> float:
     if isinstance(epsilon, bool) or not isinstance(epsilon, Real) or not 0 < float(epsilon) < 1:
         raise ValueError(f"epsilon must be a number in (0, 1) (pixels are in [0, 1]; e.g. 8/255), got {epsilon!r}")
     return float(epsilon)
-
-
-def _check_method(method) -> str:
-    if method not in ATTACK_METHODS:
-        raise ValueError(f"method must be one of {ATTACK_METHODS}, got {method!r}")
-    return method
-
-
-def _check_int(value, name, lo, hi=None) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < lo or (hi is not None and value > hi):
-        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name} must be an int in {rng}, got {value!r}")
-    return int(value)
-
-
-def _check_positive(value, name) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not float(value) > 0:
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
-    return float(value)
 
 
 def beta_schedule(beta, n_iter: int) -> list[float]:
@@ -204,7 +179,7 @@ def beta_schedule(beta, n_iter: int) -> list[float]:
           geometrically, :math:`\beta_i = \beta_{start} (\beta_{end} / \beta_{start})^{i / n}` for
           step i = 0 … n − 1, as in Dombrowski et al.'s reference code (:data:`DOMBROWSKI_BETA`).
     """
-    n_iter = _check_int(n_iter, "n_iter", 1)
+    n_iter = check_int(n_iter, "n_iter", 1)
     if isinstance(beta, (tuple, list)):
         if len(beta) != 2 or not all(_is_positive(b) for b in beta):
             raise ValueError(f"beta must be a number > 0 or a pair (start, end) of numbers > 0 (β grows "
@@ -267,17 +242,11 @@ def project(x_new: torch.Tensor, x: torch.Tensor, epsilon: float) -> torch.Tenso
     return out
 
 
-def _heatmap(model, x, label, method, options, create_graph):
-    """:func:`xaifool.explain.heatmap` with the book's post-processing (kept for the benchmarks)."""
-    return E.heatmap(model, x, label, method, create_graph=create_graph, **options)
-
-
 def _prepare(model, x, method, options):
     """Validate, move to the device, the original label and heatmaps (no graph)."""
-    _check_images(x)
-    _check_method(method)
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_images(x)
+    E.interpreter(method, modality="image", differentiable=True)
+    check_module(model)
     options = dict(options or {})
     E.attribute(model, x[:1].to(_device(model)), None, method, **options)  # explain's checks of the options
     return options
@@ -294,7 +263,7 @@ def _timing_context(dev) -> dict:
 
 
 def _chunks(n: int, batch_size: int | None):
-    bs = n if batch_size is None else _check_int(batch_size, "batch_size", 1)
+    bs = n if batch_size is None else check_int(batch_size, "batch_size", 1)
     return [slice(i, min(n, i + bs)) for i in range(0, n, bs)]
 
 
@@ -342,27 +311,22 @@ def random_sign(model: nn.Module, x: torch.Tensor, method: str = "gradient", *, 
 # Iterative attacks (Ghorbani, Dombrowski)
 # --------------------------------------------------------------------------------------
 
-def _surrogate(model, method, beta):
-    """The network the attack differentiates: a frozen Softplus(β) copy, or for LRP the network
-    itself (its relevance gates are smoothed instead; the caller's model is left as it is, only
-    the input's gradient is ever asked for)."""
-    if method == "lrp":
-        return model
-    surrogate = smooth(model, beta)
-    for p in surrogate.parameters():
-        p.requires_grad_(False)
-    return surrogate
+def surrogate_network(model, method, beta):
+    """The network the attack differentiates, built by the interpreter's surrogate (a frozen
+    Softplus(β) copy; for LRP the network itself, whose relevance gates are smoothed per call)."""
+    return E.METHODS[method].surrogate.build(model, beta)
 
 
-def _step(model, surrogate, method, kind, xt, x0, lab, ref, ref_s, *, epsilon, alpha, beta, options, update):
+def attack_step(model, surrogate, method, kind, xt, x0, lab, ref, ref_s, *, epsilon, alpha, beta, options, update):
     """One attack iteration on a batch: the loss of objective ``kind`` (a key of
     :data:`~xaifool.attacks.objectives.OBJECTIVES`) on the surrogate and its input gradient, the step
     with the exact projection, and the original network's logits, heatmap and objective at the new
     iterate (for the keep-the-best rule). ``ref`` / ``ref_s``: the objective's reference for the
     original network / the surrogate. Returns (x_new, loss, logits, heatmap, objective)."""
     obj = OBJECTIVES[kind]
-    if method == "lrp":
-        loss, grad = E.lrp_objective_gradient(
+    objective_gradient = E.METHODS[method].surrogate.objective_gradient
+    if objective_gradient is not None:
+        loss, grad = objective_gradient(
             model, xt, lab, lambda rel, out: obj.loss(E.postprocess(rel), out, ref_s), beta=beta, **options)
     else:
         xg = xt.detach().requires_grad_(True)
@@ -375,36 +339,8 @@ def _step(model, surrogate, method, kind, xt, x0, lab, ref, ref_s, *, epsilon, a
     else:  # gradient scaled per sample so that its largest entry is 1
         direction = grad / grad.flatten(1).abs().amax(1).clamp_min(1e-30).view(-1, 1, 1, 1)
     x_new = project(xt - alpha * direction, x0, epsilon)
-    h, logits = heatmap_and_logits(model, x_new, lab, method, options)
+    h, logits = E.heatmap_and_logits(model, x_new, lab, method, options)
     return x_new, loss.detach(), logits, h, obj.loss(h, logits, ref)
-
-
-#: Interpreters whose map runs the network exactly once, on the image itself: their forward pass
-#: also gives the logits (SmoothGrad / IG run it on other inputs; zennit's LRP on a canonized copy).
-SHARED_FORWARD = ("gradient", "grad_x_input", "gradcam")
-
-
-def heatmap_and_logits(model: nn.Module, x: torch.Tensor, label: torch.Tensor, method: str,
-                       options: dict | None = None, create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """The network's heatmap (B, H, W) and logits (B, K) at ``x``: what the keep-the-best rule needs
-    after every attack step (detached), and what Heo et al.'s fine-tuning loss needs on every batch
-    (``create_graph=True``: both keep their graph to the input and the parameters). For
-    :data:`SHARED_FORWARD` interpreters the logits are read off the heatmap's own forward pass (a
-    hook on ``model``) instead of a second one: the same logits, one forward pass less."""
-    options = options or {}
-    if method not in SHARED_FORWARD:
-        with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
-            logits = model(x)
-        return E.heatmap(model, x, label, method, create_graph=create_graph, **options), logits
-    seen = []
-    handle = model.register_forward_hook(lambda m, i, out: seen.append(out if create_graph else out.detach()))
-    try:
-        h = E.heatmap(model, x, label, method, create_graph=create_graph, **options)
-    finally:
-        handle.remove()
-    if len(seen) != 1 or seen[0].shape[0] != x.shape[0]:
-        raise RuntimeError(f"{method} ran the network {len(seen)} times; expected once on the batch")
-    return h, seen[0]
 
 
 def _chunk_options(ref_options: dict, sl: slice, dev) -> dict:
@@ -421,8 +357,9 @@ def _iterative(model, x, method, kind, *, epsilon, n_iter, step_size, beta, opti
     ref_options = dict(ref_options or {})
     dev = _device(model)
     betas = beta_schedule(beta, n_iter)
-    surrogate = _surrogate(model, method, betas[0])
-    alpha = default_step_size(epsilon, n_iter) if step_size is None else _check_positive(step_size, "step_size")
+    set_surrogate_beta = E.METHODS[method].surrogate.set_beta   # None: β goes to every call instead
+    surrogate = surrogate_network(model, method, betas[0])
+    alpha = default_step_size(epsilon, n_iter) if step_size is None else check_positive(step_size, "step_size")
     chunks = _chunks(x.shape[0], batch_size)
     bar = _progress(progress, n_iter * len(chunks), f"{kind} attack ({method})")
     t0 = time.perf_counter()
@@ -443,14 +380,14 @@ def _iterative(model, x, method, kind, *, epsilon, n_iter, step_size, beta, opti
         xt = x0
         for i in range(n_iter):
             if i == 0 or betas[i] != betas[i - 1]:
-                if method != "lrp":   # LRP takes β per call (its relevance gates); the surrogate is the model
-                    set_beta(surrogate, betas[i])
-                if obj.needs_logits and (i == 0 or method != "lrp"):
+                if set_surrogate_beta is not None:
+                    set_surrogate_beta(surrogate, betas[i])
+                if obj.needs_logits and (i == 0 or set_surrogate_beta is not None):
                     # re-anchored whenever β changes: the Softplus surrogate's output at x moves with β
-                    # (LRP's surrogate keeps the ReLU forward pass: one anchor)
+                    # (a surrogate that takes β per call keeps the ReLU forward pass: one anchor)
                     with torch.no_grad():
                         ref_s = {**ref, "logits": surrogate(x0)}
-            xt, loss, lt, ht, ot = _step(model, surrogate, method, kind, xt, x0, lab, ref, ref_s, epsilon=epsilon,
+            xt, loss, lt, ht, ot = attack_step(model, surrogate, method, kind, xt, x0, lab, ref, ref_s, epsilon=epsilon,
                                          alpha=alpha, beta=betas[i], options=options, update=update)
             losses.append(loss)
             better = (lt.argmax(1) == lab) & (ot < best_obj)
@@ -483,7 +420,7 @@ def ghorbani_attack(model: nn.Module, x: torch.Tensor, method: str = "gradient",
 
     model:     the original (ReLU) network, eval mode, inputs in [0, 1]
     x:         (B, C, H, W) images in [0, 1]
-    method:    an interpreter of :data:`ATTACK_METHODS`
+    method:    an interpreter of :func:`attack_methods`
     attack:    an objective of :data:`GHORBANI_KINDS`: ``"topk"`` (mass out of the original top-k
                pixels), ``"center"`` (move the centre of mass), ``"region"`` / ``"location"`` (mass
                into ``region``)
@@ -503,14 +440,14 @@ def ghorbani_attack(model: nn.Module, x: torch.Tensor, method: str = "gradient",
         raise ValueError(f"attack must be one of {GHORBANI_KINDS}, got {attack!r}")
     takes = OBJECTIVES[attack].options
     epsilon = _check_epsilon(epsilon)
-    n_iter = _check_int(n_iter, "n_iter", 1)
+    n_iter = check_int(n_iter, "n_iter", 1)
     beta = _check_beta(beta)
     options = _prepare(model, x, method, options)
     hw = tuple(x.shape[-2:])
     if "k" in takes:
-        k = default_k(hw) if k is None else _check_int(k, "k", 1, hw[0] * hw[1])
+        k = default_k(hw) if k is None else check_int(k, "k", 1, hw[0] * hw[1])
     elif k is not None:
-        k = _check_int(k, "k", 1, hw[0] * hw[1])
+        k = check_int(k, "k", 1, hw[0] * hw[1])
     ref_options = {"k": k} if "k" in takes else {}
     if "region" in takes:
         if region is None:
@@ -543,7 +480,7 @@ def dombrowski_attack(model: nn.Module, x: torch.Tensor, target_map: torch.Tenso
     The other arguments are those of :func:`ghorbani_attack`.
     """
     epsilon = _check_epsilon(epsilon)
-    n_iter = _check_int(n_iter, "n_iter", 1)
+    n_iter = check_int(n_iter, "n_iter", 1)
     beta = _check_beta(beta)
     if isinstance(gamma, bool) or not isinstance(gamma, Real) or not float(gamma) >= 0:
         raise ValueError(f"gamma must be a number >= 0, got {gamma!r}")
@@ -582,7 +519,7 @@ def run_attack(model: nn.Module, x: torch.Tensor, attack: str, method: str = "gr
     """Dispatch on ``attack`` (one of :data:`ATTACKS`) to its function in :data:`ATTACK_FUNCTIONS`.
 
     model:   the original network; x: (B, C, H, W) images in [0, 1]
-    attack:  a name of :data:`ATTACKS`; method: an interpreter of :data:`ATTACK_METHODS`
+    attack:  a name of :data:`ATTACKS`; method: an interpreter of :func:`attack_methods`
     kwargs:  the keyword arguments of that function (``target_map`` for :func:`dombrowski_attack`);
              ``batch_size`` defaults to the profile's ``attack_batch_size`` (images per device batch)
     """
@@ -618,99 +555,13 @@ def cached_attack(model_key: str, model: nn.Module, x: torch.Tensor, attack: str
     return AttackResult.from_dict(d)
 
 
-def transfer(model: nn.Module, result: AttackResult, methods, *, k: int | None = None,
-             options: dict | None = None) -> dict[str, dict[str, torch.Tensor]]:
-    """Transferability: how much an attack on ``result.method`` moves *other* interpreters.
-
-    Explains ``result.label`` at ``result.x`` and ``result.x_adv`` with every interpreter in
-    ``methods`` (any image method of :data:`xaifool.explain.METHODS`, LRP included), batched,
-    on the original ``model``; returns {method: {"topk", "spearman": (B,)}}.
-    methods: one name or a sequence of names; options: {method: {option: value}} per-interpreter options.
-    """
-    options = options or {}
-    if isinstance(methods, str):
-        methods = (methods,)  # one interpreter, not its letters
-    try:
-        methods = tuple(methods)
-    except TypeError:
-        raise ValueError(f"methods must be a method name or a sequence of names from {E.IMAGE_METHODS}, "
-                         f"got {type(methods).__name__}") from None
-    if not methods:
-        raise ValueError(f"methods must name at least one image interpreter of {E.IMAGE_METHODS}, got an empty "
-                         "sequence")
-    not_str = [m for m in methods if not isinstance(m, str)]
-    if not_str:
-        raise ValueError(f"methods must hold method names (strings) from {E.IMAGE_METHODS}, got non-string "
-                         f"entries {not_str!r}")
-    bad = [m for m in methods if m not in E.IMAGE_METHODS]
-    if bad:
-        raise ValueError(f"methods must be image interpreters {E.IMAGE_METHODS}, got {bad}")
-    k = int(result.settings.get("k") or default_k(result.x.shape[-2:])) if k is None else int(k)
-    dev = _device(model)
-    out = {}
-    label = result.label.to(dev)
-    for m in methods:
-        # x and x_adv in two calls of the same shape, so that SmoothGrad draws the same noise for both
-        a = E.explain(model, result.x.to(dev), label, m, **options.get(m, {})).detach().cpu()
-        b = E.explain(model, result.x_adv.to(dev), label, m, **options.get(m, {})).detach().cpu()
-        out[m] = {"topk": M.topk_intersection(a, b, k), "spearman": M.spearman(a, b)}
-    return out
-
-
-def _moved(model, x, x_new, method, k, options) -> dict[str, torch.Tensor]:
-    """Explain ``model``'s prediction at ``x`` (at ``x`` and ``x_new``): top-k, ρ and label kept, (B,) each."""
-    dev = _device(model)
-    with torch.no_grad():
-        pred = model(x.to(dev)).argmax(1)
-        pred_new = model(x_new.to(dev)).argmax(1)
-    a = E.explain(model, x.to(dev), pred, method, **options).detach().cpu()
-    b = E.explain(model, x_new.to(dev), pred, method, **options).detach().cpu()
-    return {"topk": M.topk_intersection(a, b, k), "spearman": M.spearman(a, b), "label_kept": (pred == pred_new).cpu()}
-
-
-def transfer_to_inputs(model: nn.Module, result: AttackResult, *, shift: int = 1, k: int | None = None,
-                       options: dict | None = None) -> dict[str, torch.Tensor]:
-    """Transfer across inputs: the perturbation found for image i applied to image j = (i + shift) mod B.
-
-    Image j becomes ``clip(x_j + δ_i, 0, 1)`` with ``δ_i = result.x_adv[i] − result.x[i]``, so the
-    budget ‖·‖∞ ≤ ε still holds; both are explained with ``result.method`` on ``model``, for the
-    class ``model`` predicts at ``x_j``. ``shift=0`` gives every image its own perturbation back.
-    shift:   int in 0..B−1; k: top-k size (default: the attack's); options: interpreter options
-    returns: {"topk", "spearman", "label_kept"}: (B,) each, indexed by the image j that received a
-             foreign perturbation
-    """
-    if not isinstance(result, AttackResult):
-        raise ValueError(f"result must be an AttackResult, got {type(result).__name__}")
-    b = len(result)
-    shift = _check_int(shift, "shift", 0, b - 1)
-    k = int(result.settings.get("k") or default_k(result.x.shape[-2:])) if k is None else _check_int(k, "k", 1)
-    delta = (result.x_adv - result.x).roll(shift, 0)  # row j holds δ_{j − shift}
-    return _moved(model, result.x, (result.x + delta).clamp(0, 1), result.method, k, dict(options or {}))
-
-
-def transfer_to_models(result: AttackResult, models: dict, *, k: int | None = None,
-                       options: dict | None = None) -> dict[str, dict[str, torch.Tensor]]:
-    """Transfer across models: the manipulated inputs of ``result``, crafted on one network,
-    explained by others (e.g. deeper ResNets trained on the same data) with ``result.method``.
-
-    models:  {name: network}; each explains the class it predicts itself at ``result.x``
-    returns: {name: {"topk", "spearman", "label_kept"}}: (B,) each
-    """
-    if not isinstance(result, AttackResult):
-        raise ValueError(f"result must be an AttackResult, got {type(result).__name__}")
-    if not isinstance(models, dict) or not models or not all(isinstance(m, nn.Module) for m in models.values()):
-        raise ValueError("models must be a non-empty dict {name: torch.nn.Module}")
-    k = int(result.settings.get("k") or default_k(result.x.shape[-2:])) if k is None else _check_int(k, "k", 1)
-    return {name: _moved(m, result.x, result.x_adv, result.method, k, dict(options or {})) for name, m in models.items()}
-
-
 def attack_grid(model_key: str, model: nn.Module, x: torch.Tensor, *, attacks, methods, epsilons,
                 n_iter: int, options: dict | None = None, progress: bool | None = None,
                 **kwargs) -> dict[tuple[str, str, float], AttackResult]:
     """Every (attack, method, ε) combination through :func:`cached_attack`.
 
     attacks:  subset of :data:`GRID_ATTACKS` (``"random"`` and the untargeted objectives: ``topk``,
-              ``center``); methods: subset of :data:`ATTACK_METHODS`
+              ``center``); methods: subset of :func:`attack_methods`
     epsilons: ε values in units of 1/255 (e.g. ``(1, 2, 4, 8)``)
     options:  {method: {option: value}} interpreter options per method
     returns:  {(attack, method, ε·255): AttackResult}; chapters that call this with the same
@@ -723,7 +574,7 @@ def attack_grid(model_key: str, model: nn.Module, x: torch.Tensor, *, attacks, m
     small = [e for e in epsilons if not 0.5 <= float(e) < 255]
     if small:
         raise ValueError(f"epsilons are in units of 1/255 and must lie in [0.5, 255), e.g. (1, 2, 4, 8); got {small}")
-    n_iter = _check_int(n_iter, "n_iter", 1)
+    n_iter = check_int(n_iter, "n_iter", 1)
     options = options or {}
     out = {}
     for method in methods:
@@ -734,45 +585,3 @@ def attack_grid(model_key: str, model: nn.Module, x: torch.Tensor, *, attacks, m
                     model_key, model, x, attack, method, epsilon=float(e) / 255, options=options.get(method),
                     progress=progress, **extra)
     return out
-
-
-def summarize(results: dict, k: int | None = None):
-    """Long table (pandas), one row per image and result: attack, method, eps255, image, the
-    similarity metrics of :meth:`AttackResult.similarity`, label kept, success, confidence change."""
-    import pandas as pd
-
-    rows = []
-    for key, r in results.items():
-        attack, method, eps = key if isinstance(key, tuple) else (r.attack, r.method, r.epsilon * 255)
-        sim = r.similarity(k)
-        frame = pd.DataFrame({m: v.numpy() for m, v in sim.items()})
-        frame.insert(0, "image", range(len(r)))
-        frame.insert(0, "eps255", float(eps))
-        frame.insert(0, "method", method)
-        frame.insert(0, "attack", attack)
-        frame["label_kept"] = r.label_kept.numpy()
-        frame["success"] = r.success.numpy()
-        frame["confidence_change"] = (r.confidence_adv - r.confidence).numpy()
-        frame["linf_over_eps"] = (r.delta_linf / r.epsilon).numpy()
-        frame["seconds_per_image"] = r.seconds / len(r)
-        rows.append(frame)
-    return pd.concat(rows, ignore_index=True)
-
-
-def correct_subset(model: nn.Module, images, n: int):
-    """The first ``n`` images of an :class:`~xaifool.data.ImageBatch` that ``model`` classifies
-    correctly, taken round-robin over the classes (one of each class, then a second of each, …)
-    so that a small attacked set is not dominated by the first class of the file."""
-    from ..models import predict
-
-    n = _check_int(n, "n", 1)
-    ok = (predict(model, images.x).argmax(1) == images.y).nonzero().view(-1)
-    if len(ok) < n:
-        raise ValueError(f"n: only {len(ok)} of {len(images)} images are classified correctly, asked for {n}")
-    y = images.y[ok]
-    rank = torch.zeros_like(y)
-    for c in y.unique():  # position of each image within its class (a loop over classes, not images)
-        idx = (y == c).nonzero().view(-1)
-        rank[idx] = torch.arange(len(idx))
-    order = torch.argsort(rank * (int(y.max()) + 1) + y, stable=True)
-    return images.subset(ok[order[:n]])

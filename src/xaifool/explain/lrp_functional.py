@@ -1,6 +1,6 @@
 """Functional LRP: a relevance map that autograd can differentiate with respect to the model's *parameters*.
 
-:func:`xaifool.explain._lrp` runs zennit, which builds its modified weights from ``param.data``
+:func:`xaifool.explain.lrp_zennit.lrp_zennit` runs zennit, which builds its modified weights from ``param.data``
 (and merges batch norms into ``.data``): the autograd graph to the weights is cut, so an attack
 that fine-tunes a model to fool its LRP map (Heo et al. 2019) has no gradient to follow.
 :func:`relevance` computes the same map from the live parameters, with ordinary tensor
@@ -14,7 +14,7 @@ operations only:
    convolution / matrix product (no ``stop_grad``: the denominator ``z`` and ``R_out`` stay in the
    graph, so the derivative is the derivative of the map itself).
 
-zennit (0.5.1, with the canonizers of :func:`xaifool.explain._lrp_canonizers`) is the reference
+zennit (0.5.1, with the canonizers of :func:`xaifool.explain.lrp_zennit.lrp_canonizers`) is the reference
 implementation; ``tests/test_lrp.py`` checks agreement with it (ResNet-20 in float32: 6e-7
 relative; MobileNetV2: identical; float64: ~1e-13) and the parameter and input gradients against
 finite differences.
@@ -31,7 +31,7 @@ Rules (zennit 0.5.1 definitions, ``stab(z) = z + ε·(sign(z) + [z = 0])``):
   (each summand ``a_i`` of ``Σ a_i`` gets ``a_i R / stab(Σ a)``);
 * ``Pass`` at activations and left-over batch norms: relevance passes unchanged.
 
-Composites (:data:`COMPOSITES`): ``"epsilon_plus_flat"`` (the book's default: Flat on the first
+Composites (every entry of :data:`xaifool.explain.lrp_composites.COMPOSITES`): ``"epsilon_plus_flat"`` (the book's default: Flat on the first
 linear/convolutional layer in module order, ZPlus on the other convolutions, Epsilon(ε) on
 ``nn.Linear``), ``"epsilon"`` (Epsilon(ε) on every convolution and linear layer) and
 ``"epsilon_alpha2_beta1_flat"`` (as the default, AlphaBeta(2, 1) on convolutions); all three
@@ -43,15 +43,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .explain import LRP_COMPOSITES
+from .lrp_composites import composite_spec
 
-__all__ = ["relevance", "COMPOSITES", "SUPPORTED_ARCHITECTURES"]
+__all__ = ["relevance", "SUPPORTED_ARCHITECTURES"]
 
-#: Composites :func:`relevance` implements (those of :data:`xaifool.explain.LRP_COMPOSITES`).
-COMPOSITES = tuple(LRP_COMPOSITES)
 SUPPORTED_ARCHITECTURES = ("xaifool.models.CifarResNet", "torchvision MobileNetV2",
                            "nn.Sequential of Conv2d/Linear/BatchNorm/ReLU/ReLU6/AvgPool/Flatten/Dropout/Identity "
-                           "(and xaifool's _BasicBlock / torchvision's InvertedResidual)",
+                           "(and xaifool's BasicBlock / torchvision's InvertedResidual)",
                            "any of these wrapped in xaifool.models.Normalized")
 _STABILIZER = 1e-6  # zennit's stabiliser of every rule other than Epsilon (composites' default)
 
@@ -264,19 +262,18 @@ class _Residual:
 
 class _Builder:
     def __init__(self, net, composite, epsilon):
-        self.composite, self.epsilon = composite, float(epsilon)
+        self.spec, self.epsilon = composite_spec(composite), float(epsilon)
         # zennit's SpecialFirstLayerMapComposite: the first linear-type module in named_modules() order
         self.first = next((m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
 
     def affine(self, module, bn=None):
-        if self.composite == "epsilon":
-            rule = "epsilon"
-        elif module is self.first:
-            rule = "flat"
+        spec = self.spec   # the rules of the composite's entry in the shared table
+        if module is self.first and spec.first_rule is not None:
+            rule = spec.first_rule
         elif isinstance(module, nn.Linear):
-            rule = "epsilon"
+            rule = spec.linear_rule
         else:
-            rule = "zplus" if self.composite == "epsilon_plus_flat" else "alpha_beta"
+            rule = spec.conv_rule
         return _Affine(module, bn, rule, self.epsilon)
 
     def sequence(self, modules) -> _Seq:
@@ -284,7 +281,7 @@ class _Builder:
         zennit's SequentialMergeBatchNorm does (nested nn.Sequential flattened)."""
         from torchvision.models.mobilenetv2 import InvertedResidual
 
-        from .models import _BasicBlock
+        from ..models import BasicBlock
 
         flat = []
 
@@ -322,7 +319,7 @@ class _Builder:
                 ops.append(_Reshape(lambda t, m=m: t.flatten(m.start_dim, m.end_dim)))
             elif type(m) in (nn.Dropout, nn.Identity):
                 ops.append(_Reshape(lambda t: t))
-            elif type(m) is _BasicBlock:
+            elif type(m) is BasicBlock:
                 ops.append(self.basic_block(m))
             elif type(m) is InvertedResidual:
                 ops.append(self.inverted_residual(m))
@@ -332,18 +329,18 @@ class _Builder:
         return _Seq(ops)
 
     def basic_block(self, blk) -> _Residual:
-        from .models import _ShortcutA
+        from ..models import ShortcutA
 
         branch = _Seq([self.affine(blk.conv1, blk.bn1), _Activation(F.relu), self.affine(blk.conv2, blk.bn2)])
-        if type(blk.shortcut) is _ShortcutA:
+        if type(blk.shortcut) is ShortcutA:
             pad = blk.shortcut.pad
             shortcut = _LinearOp(lambda t: F.pad(t[:, :, ::2, ::2], (0, 0, 0, 0, pad, pad)))
         elif type(blk.shortcut) is nn.Identity:
             shortcut = _Seq([])
         else:
-            raise _unsupported(f"a _BasicBlock with shortcut {type(blk.shortcut).__name__}")
+            raise _unsupported(f"a BasicBlock with shortcut {type(blk.shortcut).__name__}")
         if type(blk.relu1) is not nn.ReLU or type(blk.relu2) is not nn.ReLU:
-            raise _unsupported("a _BasicBlock whose activations are not nn.ReLU")
+            raise _unsupported("a BasicBlock whose activations are not nn.ReLU")
         return _Residual(branch, shortcut, _Seq([_Activation(F.relu)]))
 
     def inverted_residual(self, blk):
@@ -368,7 +365,7 @@ class _Builder:
 def _program(net: nn.Module, composite: str, epsilon: float):
     from torchvision.models import MobileNetV2
 
-    from .models import CifarResNet
+    from ..models import CifarResNet
 
     builder = _Builder(net, composite, epsilon)
     if type(net) is CifarResNet:
@@ -396,7 +393,7 @@ def relevance(model: nn.Module, x: torch.Tensor, target, *, composite: str = "ep
                   writes).
     x:            (B, C, H, W) images (or (B, d) rows for a Sequential of Linear layers)
     target:       int or (B,) class indices; relevance starts from ``one_hot(target) × logits``
-    composite:    one of :data:`COMPOSITES`
+    composite:    a key of :data:`xaifool.explain.lrp_composites.COMPOSITES`
     epsilon:      the Epsilon rule's stabiliser (the other rules use zennit's fixed 1e-6)
     create_graph: keep the autograd graph, so that e.g.
                   ``torch.autograd.grad(loss(relevance(...)), model.parameters())`` works; the
@@ -405,10 +402,9 @@ def relevance(model: nn.Module, x: torch.Tensor, target, *, composite: str = "ep
                   computed without a graph.
     returns:      relevance of x's shape (B, C, H, W), on x's device
     """
-    from .models import Normalized
+    from ..models import Normalized
 
-    if composite not in COMPOSITES:
-        raise ValueError(f"composite must be one of {COMPOSITES}, got {composite!r}")
+    composite_spec(composite)   # a ValueError naming the composites of the shared table
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2 or x.shape[0] == 0:
         raise ValueError(f"x must be a floating-point tensor (B, C, H, W) or (B, d), got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import REPO_ROOT
+from ..config import REPO_ROOT
 
 #: page → pages whose cached artefacts it reuses (it starts only after they have finished).
 NEEDS = {
@@ -33,7 +33,7 @@ NEEDS = {
     "notebooks/06_sanity_checks": ("notebooks/02b_model_manipulation",),
 }
 
-#: Name of the execution summary written next to the build (read by :func:`xaifool.performance.book_times`).
+#: Name of the execution summary written next to the build (read by :func:`xaifool.book.performance.book_times`).
 PLAN_FILE = ".exec-plan.json"
 
 
@@ -286,7 +286,7 @@ def build(root: Path | str = REPO_ROOT, path_output: Path | str | None = None, *
     build`` from their cache. Returns the exit status (non-zero when a page or the build failed)."""
     import yaml
 
-    from .config import get_config
+    from ..config import get_config
 
     root = Path(root).resolve()
     out = Path(path_output).resolve() if path_output is not None else root
@@ -299,7 +299,7 @@ def build(root: Path | str = REPO_ROOT, path_output: Path | str | None = None, *
     cache_dir = build_dir / ".jupyter_cache_book"
     log(f"[book] executing the pages, {workers} at a time with {threads} thread(s) each")
     rec = execute(root, cache_dir, workers=workers, threads=threads, timeout=timeout, log=log)
-    from .cache import atomic_write_text
+    from ..cache import atomic_write_text
 
     atomic_write_text(build_dir / PLAN_FILE, json.dumps(rec, indent=1))
     if rec["failed"]:

@@ -15,14 +15,18 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import Profile
+from ..config import Profile
 
 __all__ = ["InputSetup", "input_setup", "input_parts", "input_part_names", "merge_results", "input_results", "add_part_numbers", "input_numbers",
            "grid_cell_numbers", "region_numbers", "dombrowski_numbers", "imagenet_numbers", "tabular_numbers",
-           "EPSILONS", "REGION"]
+           "EPSILONS", "GRID_METHODS", "REGION", "SANITY_METHODS", "sanity_options", "sanity_test",
+           "verdict_numbers"]
 
 #: ε grid of the input attacks, in units of 1/255 (Ghorbani et al. go up to 8/255).
 EPSILONS = (1, 2, 4, 8)
+#: The interpreters of chapter 02a's attack grid, in the order of its tables (every differentiable
+#: image interpreter of the registry; chapter 04 reads the same grid).
+GRID_METHODS = ("gradient", "grad_x_input", "integrated_gradients", "smoothgrad", "gradcam", "lrp")
 #: Fooling threshold τ on the top-k intersection for the fooling success rate.
 FSR_TAU = 0.5
 
@@ -49,12 +53,12 @@ class InputSetup:
 
 def input_setup(P: Profile) -> InputSetup:
     """The CIFAR-10 ResNet-20 and ``P.attack_n_cifar`` correctly classified test images (classes round-robin)."""
-    from . import data, models
-    from .attacks import input as A
+    from .. import data, models, zoo
+    from ..attacks import input as A
 
     model = models.load_cifar_resnet(20)
     pool = data.load_cifar10("test", 4 * P.attack_n_cifar)
-    chosen = A.correct_subset(model, pool, P.attack_n_cifar)
+    chosen = zoo.correct_subset(model, pool, P.attack_n_cifar)
     options = {"integrated_gradients": {"n_steps": P.attack_ig_steps},
                "smoothgrad": {"n_samples": P.attack_smoothgrad_samples}}
     return InputSetup(model=model, x=chosen.x, y=chosen.y, classes=chosen.classes, n_pool=len(pool),
@@ -70,9 +74,9 @@ def input_parts(P: Profile, s: InputSetup, *, imagenet: bool = True) -> dict:
     Names: ``grid/<method>/<attack>/<ε·255>`` (one cell of the (attack, method, ε) grid), ``region``,
     ``target_gradient``, ``target_lrp`` (Dombrowski's target-map attack), ``imagenet_gradient``,
     ``imagenet_lrp`` (random and top-k attacks on MobileNetV2)."""
-    from . import data, models
-    from . import explain as E
-    from .attacks import input as A
+    from .. import data, models, zoo
+    from .. import explain as E
+    from ..attacks import input as A
 
     bs = P.attack_batch_size
     parts: dict = {}
@@ -84,7 +88,7 @@ def input_parts(P: Profile, s: InputSetup, *, imagenet: bool = True) -> dict:
             return {"grid": r}
         return run
 
-    for method in A.ATTACK_METHODS:
+    for method in GRID_METHODS:
         for e in EPSILONS:
             for attack in ("random", "topk", "center"):
                 parts[f"grid/{method}/{attack}/{e:g}"] = cell(attack, method, e)
@@ -108,7 +112,7 @@ def input_parts(P: Profile, s: InputSetup, *, imagenet: bool = True) -> dict:
         def images():
             if not memo:
                 net = models.load_imagenet_classifier()
-                chosen = A.correct_subset(net, data.load_imagenet_samples(4 * P.attack_n_imagenet), P.attack_n_imagenet)
+                chosen = zoo.correct_subset(net, data.load_imagenet_samples(4 * P.attack_n_imagenet), P.attack_n_imagenet)
                 memo.update(net=net, x=chosen.x, y=chosen.y)
             return memo
 
@@ -131,9 +135,7 @@ def input_parts(P: Profile, s: InputSetup, *, imagenet: bool = True) -> dict:
 def input_part_names(*, imagenet: bool = True) -> list[str]:
     """The names of :func:`input_parts`, in its order, without building anything (e.g. to tell how much
     of an unfinished full-results record is done)."""
-    from .attacks.input import ATTACK_METHODS
-
-    names = [f"grid/{m}/{a}/{e:g}" for m in ATTACK_METHODS for e in EPSILONS for a in ("random", "topk", "center")]
+    names = [f"grid/{m}/{a}/{e:g}" for m in GRID_METHODS for e in EPSILONS for a in ("random", "topk", "center")]
     return names + ["region", "target_gradient", "target_lrp"] + (["imagenet_gradient", "imagenet_lrp"] if imagenet else [])
 
 
@@ -165,9 +167,7 @@ def input_results(P: Profile, s: InputSetup, *, imagenet: bool = True, progress:
 
 
 def _last_cell() -> str:
-    from .attacks.input import ATTACK_METHODS
-
-    return f"{ATTACK_METHODS[-1]}/center/{EPSILONS[-1]:g}"
+    return f"{GRID_METHODS[-1]}/center/{EPSILONS[-1]:g}"
 
 
 def _mean(t) -> float:
@@ -176,7 +176,7 @@ def _mean(t) -> float:
 
 def grid_cell_numbers(r, k: int) -> dict:
     """One grid cell's numbers: mean top-k intersection, Spearman ρ, share of labels kept, FSR at τ."""
-    from . import metrics as M
+    from .. import metrics as M
 
     sim = r.similarity(k)
     return {"topk": _mean(sim["topk"]), "spearman": _mean(sim["spearman"]), "label_kept": _mean(r.label_kept.float()),
@@ -192,7 +192,7 @@ def region_numbers(reg) -> dict:
 
 def dombrowski_numbers(r) -> dict:
     """SSIM / Pearson to the target map before and after, labels kept, largest class-probability change."""
-    from . import metrics as M
+    from .. import metrics as M
 
     prob, prob_adv = r.logits.softmax(1), r.logits_adv.softmax(1)
     return {"ssim_before": _mean(M.ssim(r.heatmap, r.target_map)), "ssim_after": _mean(M.ssim(r.heatmap_adv, r.target_map)),
@@ -230,7 +230,7 @@ def add_part_numbers(out: dict, name: str, res: dict, k: int) -> dict:
         out.setdefault("dombrowski", {})[m] = dombrowski_numbers(res[name])
         seconds[f"dombrowski_{m}"] = res[name].seconds
     elif name.startswith("imagenet_"):
-        from .attacks.input import default_k
+        from ..attacks.input import default_k
 
         m = name.removeprefix("imagenet_")
         k_in = default_k(res["imagenet_x"].shape[-2:])
@@ -270,8 +270,8 @@ def tabular_numbers(names=("compas", "german", "adult"), *, on_done=None, n_jobs
     feature's attribution share before and after), at the active profile's sizes.
     ``on_done(partial)`` is called after each part; ``n_jobs`` processes explain the rows (the
     numbers do not depend on it)."""
-    from .attacks import concealment as C
-    from .attacks import tabular as T
+    from ..attacks import concealment as C
+    from ..attacks import scaffold as T
 
     out: dict = {"slack": {}, "slack_settings": {}, "dimanov": {}}
     for key, config in (("slack", "book"), ("slack_settings", "slack")):
@@ -298,70 +298,48 @@ def tabular_numbers(names=("compas", "german", "adult"), *, on_done=None, n_jobs
     return out
 
 
-def input_paper_rows(n: dict) -> list[tuple[str, str, str]]:
-    """(paper, headline finding, what these numbers show) for the input chapter's "paper vs this
-    book" table, from :func:`input_numbers` — of the build itself or of a recorded full-profile run."""
-    c = n["curves"]
+# ---- chapter 06: the randomisation tests of the chapter and of full-results
 
-    def cell(m, a, e="8"):
-        return c[m][a][e]
-
-    rows = [
-        ("Ghorbani et al. 2019", "random sign noise barely moves the top-k intersection",
-         f"Grad-CAM: top-k {cell('gradcam', 'random')['topk']:.2f} after noise (ε = 8/255); gradient: "
-         f"{cell('gradient', 'random')['topk']:.2f}"),
-        ("Ghorbani et al. 2019", "top-k / centre attacks at ε = 8/255 drop top-k sharply, Spearman falls too",
-         f"Grad-CAM top-k {cell('gradcam', 'topk')['topk']:.2f} / {cell('gradcam', 'center')['topk']:.2f}, "
-         f"ρ {cell('gradcam', 'topk')['spearman']:.2f}"
-         + (f"; ImageNet gradient top-k {n['imagenet']['gradient']['topk']['topk']:.2f} "
-            f"(noise {n['imagenet']['gradient']['random']['topk']:.2f})" if "imagenet" in n else "")),
-    ]
-    for m, label, finding in (("gradient", "Dombrowski et al. 2019", "manipulated map close to the target, output "
-                                                                     "almost unchanged"),
-                              ("lrp", "Dombrowski et al. 2019", "LRP can be steered to a target map like the "
-                                                                "gradient-based maps")):
-        d = n.get("dombrowski", {}).get(m)
-        if d:
-            rows.append((label, finding, f"SSIM {d['ssim_before']:.2f} → {d['ssim_after']:.2f}, Pearson "
-                                         f"{d['pearson_before']:.2f} → {d['pearson_after']:.2f}; labels kept "
-                                         f"{d['label_kept']:.0%}"))
-    return rows
+#: The interpreters of the chapter's randomisation tests: every image interpreter that reads the
+#: model's gradients or propagates relevance (LIME and KernelSHAP query the model; Adebayo et al.
+#: test the former).
+SANITY_METHODS = ("gradient", "grad_x_input", "smoothgrad", "integrated_gradients", "gradcam", "guided_backprop",
+                  "guided_gradcam", "lrp")
 
 
-#: How the prose names the data sets.
-DATASET_TITLES = {"compas": "COMPAS", "german": "German", "adult": "Adult"}
+def sanity_options(profile=None) -> dict:
+    """Interpreter options of the chapter's tests: ``profile.sanity_samples`` SmoothGrad samples and
+    Integrated-Gradients steps (every randomisation step explains every image with every interpreter)."""
+    from ..config import get_config
+
+    P = profile or get_config().profile
+    return {"smoothgrad": {"n_samples": P.sanity_samples}, "integrated_gradients": {"n_steps": P.sanity_samples}}
 
 
-def rows_text(counts: dict) -> str:
-    """The explained rows per data set as prose: ``"20"`` where every data set has the same count,
-    else ``"1,235 (COMPAS), 200 (German) and 603 (Adult)"`` (the full profile explains shares of
-    the test splits). ``counts``: data set → rows."""
-    if not counts:
-        raise ValueError("counts must name at least one data set")
-    values = [int(v) for v in counts.values()]
-    if len(set(values)) == 1:
-        return f"{values[0]:,}"
-    parts = [f"{v:,} ({DATASET_TITLES.get(n, n)})" for n, v in zip(counts, values)]
-    return ", ".join(parts[:-1]) + " and " + parts[-1]
+def sanity_test(base_key: str, profile=None) -> tuple[dict, "torch.Tensor"]:
+    """The chapter's cascading test, one step per block: ``("mobilenet_v2", …)`` on
+    ``profile.sanity_n_imagenet`` ImageNet sample images, ``("cifar_resnet20", …)`` on
+    ``profile.sanity_n_cifar`` CIFAR-10 test images. Returns (the :func:`xaifool.sanity.cascading` result, the images)."""
+    from .. import sanity as S
+    from ..data import load_cifar10, load_imagenet_samples
+    from ..models import load_cifar_resnet, load_imagenet_classifier
+
+    from ..config import get_config
+
+    P = profile or get_config().profile
+    if base_key == "mobilenet_v2":
+        model, x = load_imagenet_classifier(), load_imagenet_samples(P.sanity_n_imagenet).x
+    elif base_key == "cifar_resnet20":
+        model, x = load_cifar_resnet(20), load_cifar10("test", P.sanity_n_cifar).x
+    else:
+        raise ValueError(f"base_key must be 'mobilenet_v2' or 'cifar_resnet20', got {base_key!r}")
+    return S.cascading(model, x, SANITY_METHODS, layers=S.blocks(model), options=sanity_options(P)), x
 
 
-def tabular_recorded_cells(rec: dict | None) -> list[str]:
-    """Chapter 08's "paper vs this book" rows (COMPAS: Slack with LIME, with KernelSHAP — under Slack's
-    settings, then under the book's; Dimanov) as
-    read from a recorded full-profile run (:func:`xaifool.full_results.load`); parts the run did not
-    finish read "not recorded"."""
-    if rec is None:
-        return ["no full-profile run recorded"] * 5
-    dim = rec["numbers"].get("dimanov", {})
-    where = f" ({rec['device_name']}, {rec['date'][:10]})"
-    cells = []
-    for key in ("slack_settings", "slack"):
-        for e in ("lime", "kernel_shap"):
-            r = rec["numbers"].get(key, {}).get("compas", {}).get(e)
-            cells.append(f"{r['top1_f']:.0%} → {r['top1_scaffold']:.0%} on {r['n_explain']:,} rows, fidelity "
-                         f"{r['fidelity']:.0%}{where}" if r else "not recorded")
-    d = dim.get("compas")
-    cells.append(f"gradient share {d['before']['share_gradient']:.2f} → {d['after']['share_gradient']:.2f}, "
-                 f"accuracy {d['before']['accuracy']:.1%} → {d['after']['accuracy']:.1%}{where}" if d
-                 else "not recorded")
-    return cells
+def verdict_numbers(result: dict) -> dict:
+    """:func:`xaifool.sanity.verdict` as plain numbers, ``{method: {"after_first", "after_all", "passes"}}`` (JSON records)."""
+    from .. import sanity as S
+
+    v = S.verdict(result)
+    return {m: {"after_first": float(v.loc[m, "after first step"]), "upper": float(v.loc[m, "upper layers (mean)"]),
+                "after_all": float(v.loc[m, "after all steps"]), "passes": bool(v.loc[m, "passes"])} for m in v.index}

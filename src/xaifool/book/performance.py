@@ -26,12 +26,12 @@ import json
 import os
 from pathlib import Path
 
-from .config import REPO_ROOT
+from ..config import REPO_ROOT
 
 __all__ = ["RESULTS_DIR", "load", "load_tabular", "check", "machines", "throughput", "hardware", "variants", "scaling", "levels_off_phrase", "growth",
            "check_sanity", "load_sanity", "sanity", "book_times", "book_plan", "slowest_cells", "BOOK_BUILDS",
            "record_book_times", "load_book_times", "book_times_table", "record_install", "book_sentence",
-           "GOAL_MINUTES", "CHAPTER_TITLES", "full_profile", "full_profile_parts", "full_profile_sentence"]
+           "GOAL_MINUTES", "full_profile", "full_profile_parts", "full_profile_sentence"]
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 _REQUIRED = {"benchmark": str, "device": str, "device_name": str, "threads": int, "torch": str, "time": str,
@@ -366,7 +366,7 @@ def record_book_times(build_dir: Path | str | None, build: str, *, profile: str,
     recorded. Returns the record."""
     from datetime import datetime, timezone
 
-    from .cache import atomic_write_text
+    from ..cache import atomic_write_text
 
     if build not in BOOK_BUILDS:
         raise ValueError(f"build must be one of {BOOK_BUILDS}, got {build!r}")
@@ -397,7 +397,7 @@ def record_install(seconds: float, *, command: str, packages: int, path: Path | 
     keeping the recorded builds; written atomically. Returns the record."""
     from datetime import datetime, timezone
 
-    from .cache import atomic_write_text
+    from ..cache import atomic_write_text
 
     if not isinstance(seconds, (int, float)) or not seconds > 0:
         raise ValueError(f"seconds must be a positive number, got {seconds!r}")
@@ -500,29 +500,28 @@ def book_sentence(rec: dict | None) -> str:
             f"{total - GOAL_MINUTES:.1f} minutes over the book's goal of {GOAL_MINUTES} minutes, without {missing}.")
 
 
-#: How the Performance page names the chapters of the full-results records.
-CHAPTER_TITLES = {"02a_input_manipulation": "Input manipulation (02a)", "02b_model_manipulation":
-                  "Model manipulation (02b)", "06_sanity_checks": "Sanity checks (06)", "08_experiments":
-                  "Experiments, tabular (08)"}
-
-
 def full_profile(results_dir: Path | str | None = None):
     """The recorded full-profile runs (``<results_dir>/full``, default ``benchmarks/results/full``;
-    :func:`xaifool.full_results.status`) as a table: one row per chapter, with the device, the date, what the record holds (complete, or
-    N of M parts), and the seconds it took on the device, all visits together."""
+    :func:`xaifool.book.full_results.status`) as a table: one row per chapter, with the device, the date, what
+    the record holds (complete, or N of M parts), the seconds it took on the device and the parts it finished
+    per minute, all visits together, and for its last visit the part processes and how busy the GPU was
+    (sampled; "–" where the record predates the sampling)."""
     import pandas as pd
 
-    from .full_results import status
+    from .full_results import CHAPTERS, status
 
     rows = []
     for r in status(_folder(results_dir) / "full"):
-        title = CHAPTER_TITLES.get(r["chapter"], r["chapter"])
+        title = CHAPTERS[r["chapter"]].title
         if not r["recorded"]:
             rows.append({"chapter": title, "device": "–", "date": "–", "recorded": "no run yet",
-                         "seconds": float("nan")})
+                         "seconds": float("nan"), "parts per minute": float("nan"), "part processes": "–",
+                         "GPU busy (%)": float("nan")})
             continue
+        busy = r["gpu_busy"]
         rows.append({"chapter": title, "device": r["device_name"], "date": r["date"], "recorded": r["summary"],
-                     "seconds": float(r["seconds"])})
+                     "seconds": float(r["seconds"]), "parts per minute": float(r["per_minute"]),
+                     "part processes": str(r["jobs"]), "GPU busy (%)": float("nan") if busy is None else float(busy)})
     return pd.DataFrame(rows)
 
 
@@ -547,7 +546,7 @@ def full_profile_parts(results_dir: Path | str | None = None):
         rec = load(chapter, _folder(results_dir) / "full")
         if rec is None:
             continue
-        title = CHAPTER_TITLES.get(chapter, chapter)
+        title = CHAPTERS[chapter].title
         families: dict = {}
         for name, s in part_seconds(rec).items():
             fam = families.setdefault(_part_family(chapter, name), [0, 0.0])
