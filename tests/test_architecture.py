@@ -67,7 +67,7 @@ def test_no_module_imports_a_private_name_of_another():
     assert private_imports() == []
 
 
-def test_the_private_import_check_can_fail(tmp_path, monkeypatch):
+def test_the_private_import_check_can_fail():
     """The check above finds both forms it looks for (so an empty list means something)."""
     bad = PACKAGE / "_probe_private_import.py"
     bad.write_text("from .metrics import _average_ranks\nfrom . import metrics as M\nM._flat\n")
@@ -208,3 +208,22 @@ def test_editing_a_figure_or_summary_keeps_the_keys_of_models_and_attacks(edited
             assert changed == ({"heo-model"} if "heo" in target else {"input-attack"})
     monkeypatch.setattr(cache, "_read_source", real)
     cache.clear_fingerprints()
+
+
+def test_no_package_exports_a_name_of_one_of_its_files():
+    """``heo.evaluate`` (a function) and ``heo.evaluate`` (a file) would be one attribute: once the file is
+    imported, the package's name points to the module and calling it fails. No package may export a name
+    that one of its files has."""
+    import importlib
+
+    clashes = {}
+    for name, rel in cache.package_modules().items():
+        if not rel.endswith("__init__.py"):
+            continue
+        pkg = importlib.import_module(name)
+        files = {p.stem for p in (PACKAGE / rel).parent.glob("*.py")} | \
+                {p.name for p in (PACKAGE / rel).parent.iterdir() if (p / "__init__.py").is_file()}
+        exported = set(getattr(pkg, "__all__", ()))
+        if exported & files:
+            clashes[name] = sorted(exported & files)
+    assert clashes == {}

@@ -154,6 +154,18 @@ def test_parts_merge_as_one_run_would():
         full_results.run_parts(["a"], str.upper, 0, print)
 
 
+def test_a_failing_part_stops_a_parallel_run_after_recording_the_others():
+    """Parts in two spawned processes: the numbers arrive as each finishes; a part that fails raises its own
+    error, after the parts already done are recorded (and no queued one is started)."""
+    seen = {}
+    full_results.run_parts(["1", "2", "3"], int, 2, lambda k, v, s: seen.update({k: v}))
+    assert seen == {"1": 1, "2": 2, "3": 3}
+    seen.clear()
+    with pytest.raises(ValueError, match="invalid literal"):
+        full_results.run_parts(["1", "x", "2"], int, 2, lambda k, v, s: seen.update({k: v}))
+    assert "x" not in seen and set(seen) <= {"1", "2"}
+
+
 @pytest.mark.slow
 def test_full_profile_code_paths_run_at_smoke_sizes(smoke_run, tmp_path):
     """``python -m xaifool full-results`` in the smoke profile: every chapter's paper-scale path runs

@@ -119,3 +119,69 @@ def test_registries_refuse_bad_entries():
         H.ModelAttack("y", "no_such_objective", left_half_share, lambda s: s > 0, "> 0", 1.0)
     with pytest.raises(ValueError, match="registered already"):
         H.register(H.MODEL_ATTACKS["topk"])
+
+
+def test_a_registered_attack_with_a_region_and_a_reference_map_gets_its_region():
+    """A model attack whose reference reads both the original maps and a region (unlike location) gets the
+    region the caller passed on every batch."""
+    model, (x, y) = tiny_model(), tiny_data()
+    region = torch.zeros(12, 12)
+    region[:, :6] = 1
+    seen = []
+
+    def share_in_region(h0, h1, region, k):
+        seen.append(region is not None)
+        return left_half_share(h0, h1, region, k)
+
+    both = H.ModelAttack("region_with_map", "region", share_in_region, lambda s: s >= 0.6, "≥ 0.6", 5.0,
+                         ("region",), reference_map=True)
+    with H.registered(both):
+        fooled, hist = H.finetune(model, x, y, "region_with_map", "gradient", lam=1.0, epochs=1, lr=1e-3,
+                                  batch_size=8, region=region, seed=0, progress=False)
+        r = H.evaluate(model, fooled, x, y, "region_with_map", "gradient", region=region)
+    assert len(hist["loss"]) == 1 and seen and all(seen) and r.settings["region"].shape == (12, 12)
+
+
+def test_artefacts_of_runtime_entries_are_never_cached(tmp_path, monkeypatch):
+    """The cache keys hold the package's code, not a caller's: an entry registered (or replaced) at run time
+    is computed every time, so a changed entry under the same name cannot be answered from the cache."""
+    monkeypatch.delenv("XAIFOOL_NO_CACHE")
+    monkeypatch.setenv("XAIFOOL_CACHE", str(tmp_path))
+    from xaifool import config
+
+    config.get_config.cache_clear()
+    try:
+        model, (x, y) = tiny_model(), tiny_data(4)
+        fsr = []
+        for rule in (lambda s: s < -1, lambda s: s > -1):    # never / always fooled, under one name
+            toy = H.ModelAttack("toy_rule", "center", HR.center_shift, rule, "toy", 1.0)
+            with H.registered(toy):
+                fsr.append(H.evaluate(model, model, x, y, "toy_rule", "gradient", cache=True).fsr)
+        assert fsr == [0.0, 1.0]
+        assert E.METHODS.is_builtin("gradient") and H.MODEL_ATTACKS.is_builtin("topk")
+        with E.registered(TOY):
+            assert not E.METHODS.is_builtin("squared_gradient")
+            A.cached_attack("toy", model, x, "random", "squared_gradient", epsilon=2 / 255)
+        assert not list(tmp_path.rglob("*.pt"))            # nothing was written for them
+        H.evaluate(model, model, x, y, "center", "gradient", cache=True)
+        assert list(tmp_path.rglob("*.pt"))                # a built-in evaluation is cached
+    finally:
+        config.get_config.cache_clear()
+
+
+def test_entries_are_checked_when_built():
+    with pytest.raises(ValueError, match="surrogate"):
+        E.Interpreter("x", squared_gradient, "gradient", True, ("image",), "k", "X", surrogate="nope")
+    with pytest.raises(ValueError, match="lambda_scale"):
+        E.Interpreter("x", squared_gradient, "gradient", True, ("image",), "k", "X", lambda_scale=float("nan"))
+    with pytest.raises(ValueError, match="statistic"):
+        H.ModelAttack("y", "topk", None, lambda s: s > 0, "> 0", 1.0)
+    with pytest.raises(ValueError, match="default_lambda"):
+        H.ModelAttack("y", "topk", left_half_share, lambda s: s > 0, "> 0", -1.0)
+    with pytest.raises(ValueError, match="lams"):
+        H.sweep("cifar_resnet20", "topk", "gradcam", ["ten"], [1e-4])
+    # a failed registration inside registered() leaves nothing behind
+    with pytest.raises(ValueError, match="registered already"):
+        with E.registered(TOY, E.METHODS["gradient"]):
+            pass
+    assert "squared_gradient" not in E.METHODS and E.METHODS.is_builtin("gradient")

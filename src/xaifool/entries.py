@@ -19,6 +19,7 @@ class Registry(dict):
         self.kind, self.entry_type, self.key = kind, entry_type, key
         for e in entries:
             self.register(e)
+        self._builtin = dict(self)   # the entries the package defines (their code is in every cache key)
 
     def register(self, entry, *, replace: bool = False):
         """Add ``entry`` (``replace=True`` to overwrite an entry of the same key); returns it."""
@@ -45,6 +46,12 @@ class Registry(dict):
         finally:
             for name in added:
                 self.pop(name, None)
+
+    def is_builtin(self, name) -> bool:
+        """Is ``name`` one of the package's own entries, unchanged? An artefact computed with any other
+        entry (registered at run time, or replacing one) must not be cached: the cache keys hold the
+        package's code, not a caller's."""
+        return name in self._builtin and self.get(name) is self._builtin[name]
 
     def entry(self, name, argument: str):
         """The entry ``name``; a ValueError naming ``argument`` and the registered keys otherwise."""

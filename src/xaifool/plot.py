@@ -503,11 +503,11 @@ def tradeoff_figure(results: dict):
     return shared_legend(fig, axes[0, 0], ncol=3, fontsize=7.5, bottom=0.1)
 
 
-# ---- chapter 02b: Heo's claim at matched accuracy (xaifool.attacks.heo.sweep)
+# ---- chapter 02b: Heo's claim at matched accuracy (xaifool.attacks.heo.matched)
 
 def pareto_figure(runs: dict, max_drop: float):
     """FSR against held-out accuracy for every run of a λ × learning-rate sweep, one panel per
-    (attack, interpreter) pair (``runs``: ``{(attack, method): rows of xaifool.attacks.heo.sweep}``):
+    (attack, interpreter) pair (``runs``: ``{(attack, method): rows of xaifool.attacks.heo.sweep()}``):
     the runs (marker: learning rate, label: λ), the Pareto front as a line, the original model's accuracy
     and the band within ``max_drop`` of it shaded."""
     pairs = list(runs)

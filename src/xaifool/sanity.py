@@ -193,7 +193,7 @@ def cascading(model: nn.Module, x: torch.Tensor, methods, target=None, *, order:
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] == 0:
         raise ValueError(f"x must be a batch of images (B, C, H, W), got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    if cache:
+    if cache and all(E.METHODS.is_builtin(m) for m in methods):   # runtime entries: not cached
         from .cache import cached_call
 
         return cached_call("sanity-cascading", cascading, model, x, methods, target, order=order, seed=seed,

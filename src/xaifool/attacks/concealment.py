@@ -4,7 +4,7 @@ A small MLP is trained on labels into which a known dependence on the sensitive 
 injected (:func:`biased_labels`), then fine-tuned (:func:`conceal`, with the book's one training
 loop :func:`xaifool.training.fit`) with ``cross-entropy + λ · mean |∂z_c/∂x_s|`` — the mean
 absolute gradient of both logits with respect to the sensitive input at the training rows
-(double back-propagation). Like Heo et al.'s fine-tuning (:mod:`xaifool.attacks.model`) it
+(double back-propagation). Like Heo et al.'s fine-tuning (:mod:`xaifool.attacks.heo`) it
 changes the *weights* so that explanations mislead on every input; unlike it, the target is a
 tabular model and the explainers are gradient, LIME and KernelSHAP. :func:`concealment_report`
 measures the sensitive feature's share of the gradient, LIME and KernelSHAP attributions,

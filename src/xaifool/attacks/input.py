@@ -551,6 +551,8 @@ def cached_attack(model_key: str, model: nn.Module, x: torch.Tensor, attack: str
                 "attack": attack, "method": method, "seed": get_config().seed,
                 "batch_size": kwargs.get("batch_size") or get_config().profile.attack_batch_size,
                 **{k: v for k, v in kwargs.items() if k not in ("progress", "batch_size")}}
+    if not E.METHODS.is_builtin(method):   # an interpreter registered at run time: its code is not in the key
+        return run_attack(model, x, attack, method, **kwargs)
     d = cached("input-attack", settings, lambda: run_attack(model, x, attack, method, **kwargs).to_dict(), depends=(__name__,))
     return AttackResult.from_dict(d)
 

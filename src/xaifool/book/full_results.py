@@ -125,12 +125,25 @@ def run_parts(keys, work, jobs: int, on_result) -> None:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    threads = torch.get_num_threads() if get_config().device.type == "cuda" else max(1, torch.get_num_threads() // jobs)
+    threads = max(1, torch.get_num_threads() // jobs)   # the processes share the CPU cores (and feed the one GPU)
+    error = None
     with ProcessPoolExecutor(min(jobs, len(keys)), mp_context=mp.get_context("spawn"), initializer=_worker_init,
                              initargs=(threads,)) as pool:
         futures = {pool.submit(_timed, work, key): key for key in keys}
         for f in as_completed(futures):
-            on_result(futures[f], *f.result())
+            if f.cancelled():
+                continue
+            try:
+                value, seconds = f.result()
+            except Exception as err:   # a failed part: start no other, record those already running, then raise
+                if error is None:
+                    error = err
+                    for g in futures:
+                        g.cancel()
+                continue
+            on_result(futures[f], value, seconds)
+    if error is not None:
+        raise error
 
 
 def merge_numbers(out: dict, part: dict) -> dict:
@@ -148,11 +161,18 @@ def merge_numbers(out: dict, part: dict) -> dict:
     return out
 
 
+def _active(P) -> None:
+    """The part runners read the active profile (a part worker has no other): ``P`` must be it."""
+    if P != get_config().profile:
+        raise ValueError(f"P must be the active profile (XAIFOOL_PROFILE={get_config().profile.name}); the parts of a "
+                         f"full-results run read it, also in their worker processes; got profile {P.name!r}")
+
+
 @functools.lru_cache(maxsize=1)
-def _input_setup_and_parts(profile_name: str):
+def _input_setup_and_parts(profile):
     from . import experiments as X
 
-    P = get_config().profile
+    P = profile
     s = X.input_setup(P)
     return s, X.input_parts(P, s)
 
@@ -161,7 +181,7 @@ def _input_part(name: str) -> dict:
     """The numbers of chapter 02a's part ``name`` alone (run in a part worker, or here)."""
     from . import experiments as X
 
-    s, parts = _input_setup_and_parts(get_config().profile.name)
+    s, parts = _input_setup_and_parts(get_config().profile)
     return X.add_part_numbers({}, name, parts[name](), s.k)
 
 
@@ -173,7 +193,8 @@ def _input_chapter(P, partial, jobs=1, done=None):
 
     from . import experiments as X
 
-    s, parts = _input_setup_and_parts(P.name)
+    _active(P)
+    s, parts = _input_setup_and_parts(P)
     order = _input_order(list(parts))
     out = copy.deepcopy(done) if done else {}
     out.update(k=int(s.k), fsr_tau=X.FSR_TAU, n_images=len(s.x), n_pool=s.n_pool)
@@ -228,6 +249,7 @@ def _model_chapter(P, partial, jobs=1, done=None):
     (``evaluate_interpreters``: their FSR, on the chapter's first ``heo_n_transfer`` held-out images)."""
     import copy
 
+    _active(P)
     out: dict = copy.deepcopy(done) if done else {}
     n_pairs = len(P.heo_grid) + len(P.heo_imagenet_grid)
     keys = [(base_key, *pair) for base_key, grid in (("cifar_resnet20", P.heo_grid), ("mobilenet_v2", P.heo_imagenet_grid))
@@ -262,6 +284,7 @@ def _sweep_chapter(P, partial, jobs=1, done=None):
     ``done`` (a resumed record's numbers) holds runs already recorded, which are skipped."""
     import copy
 
+    _active(P)
     out: dict = copy.deepcopy(done) if done else {}
     keys = [(a, m, lam, lr) for a, m in P.heo_sweep_pairs for lr in P.heo_sweep_lrs for lam in P.heo_sweep_lams
             if sweep_run_name(lam, lr) not in out.get(f"{a}/{m}", {})]

@@ -5,7 +5,7 @@ record does not hold yet reads :data:`NOT_RECORDED`."""
 from __future__ import annotations
 
 __all__ = ["NOT_RECORDED", "NO_RUN", "paper_table", "recorded_cell", "INPUT_CLAIMS", "input_paper_rows", "DATASET_TITLES", "rows_text",
-           "tabular_recorded_cells", "recorded_comparison", "matched_accuracy_text"]
+           "tabular_recorded_cells", "recorded_comparison", "matched_accuracy_text", "matched_accuracy_cell"]
 
 #: A cell of the recorded column whose part the record does not hold (yet).
 NOT_RECORDED = "not recorded yet"
@@ -188,3 +188,15 @@ def matched_accuracy_text(best: dict, max_drop: float, labels=None) -> str:
     elif kept and not lost:
         text += "At matched accuracy the attack still fools most held-out images, as Heo et al. claim."
     return text.strip()
+
+
+def matched_accuracy_cell(record: dict | None, best: dict, pair, shown) -> str:
+    """A recorded sweep's cell of the paper table for ``pair``: ``shown(row)`` of its best run within the
+    accuracy bound (``best``: pair → row or None, as :func:`xaifool.attacks.heo.best_within` gives),
+    :data:`NO_RUN` without a record, :data:`NOT_RECORDED` where the record has not reached the pair."""
+    if record is None:
+        return NO_RUN
+    if tuple(pair) not in best:
+        return NOT_RECORDED
+    row = best[tuple(pair)]
+    return "no run of the sweep keeps the accuracy" if row is None else shown(row)

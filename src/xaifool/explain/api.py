@@ -199,7 +199,7 @@ def explain_many(model: nn.Module, x: torch.Tensor, methods, target=None, *, opt
     unknown = sorted(set(options) - set(methods))
     if unknown:
         raise ValueError(f"options has entries {unknown} for methods not in methods={list(methods)}")
-    if cache:
+    if cache and all(METHODS.is_builtin(m) for m in methods):   # runtime entries: not cached
         from ..cache import cached_call
 
         return tuple(cached_call("explain-many", explain_many, model, x, methods, target, options=options, **common))

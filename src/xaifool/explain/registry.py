@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from ..entries import Registry
 from ..models import set_beta, smooth
-from ..validate import check_choice, one_or_many
+from ..validate import check_choice, check_positive, one_or_many
 from .gradient import gradcam, grad_x_input, gradient, guided_backprop, guided_gradcam, integrated_gradients, smoothgrad
 from .lrp_functional import relevance
 from .lrp_zennit import lrp_objective_gradient, lrp_zennit
@@ -107,6 +107,13 @@ class Interpreter:
         if not callable(self.fn):
             raise ValueError(f"fn must be callable, got {type(self.fn).__name__}")
         check_choice(self.family, "family", FAMILIES)
+        if not isinstance(self.label, str) or not self.label:
+            raise ValueError(f"label must be a non-empty string, got {self.label!r}")
+        if self.graph_fn is not None and not callable(self.graph_fn):
+            raise ValueError(f"graph_fn must be None or callable, got {type(self.graph_fn).__name__}")
+        if not isinstance(self.surrogate, Surrogate):
+            raise ValueError(f"surrogate must be a Surrogate (e.g. SOFTPLUS, RELEVANCE_GATES), got {self.surrogate!r}")
+        check_positive(self.lambda_scale, "lambda_scale", "a factor on a model attack's default λ")
         if not self.modalities or any(m not in MODALITIES for m in self.modalities):
             raise ValueError(f"modalities must be a non-empty tuple of {MODALITIES}, got {self.modalities!r}")
 

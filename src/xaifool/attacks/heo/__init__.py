@@ -70,7 +70,7 @@ CNNs, hence larger learning rates (the zoo entries' ``lr``) and the λ of
 
 Files: :mod:`~.registry` (the attacks, Heo's statistics and success rules), :mod:`~.maps` (chunked maps
 with a memo), :mod:`~.composites` (two-object images), :mod:`~.finetuning`, :mod:`~.evaluation`,
-:mod:`~.models` (cached manipulated models), :mod:`~.grid` and :mod:`~.sweep` (λ × learning rate at matched
+:mod:`~.models` (cached manipulated models), :mod:`~.grid` and :mod:`~.matched` (λ × learning rate at matched
 accuracy); the base models and their data splits
 are in :mod:`xaifool.zoo`.
 
@@ -95,7 +95,7 @@ _EXPORTS = {
     **dict.fromkeys(("ModelResult", "evaluate", "unmodified", "evaluate_interpreters"), ".evaluation"),
     **dict.fromkeys(("manipulated_model", "ACCURACY_BOUND"), ".models"),
     **dict.fromkeys(("check_grid", "run_grid"), ".grid"),
-    **dict.fromkeys(("pareto_front", "sweep", "best_within"), ".sweep"),
+    **dict.fromkeys(("pareto_front", "sweep", "best_within"), ".matched"),
     **dict.fromkeys(("BASE_MODELS", "base_model", "finetune_data", "heldout_data"), "xaifool.zoo"),
 }
 __all__ = list(_EXPORTS)

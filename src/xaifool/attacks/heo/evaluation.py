@@ -17,7 +17,7 @@ from ..result import BeforeAfter
 from . import maps
 from .composites import check_classes, two_object_images
 from .maps import check_model
-from .registry import SWAP_CLASSES, check_settings, fooling_statistic, fooling_success, heo_k, model_attack
+from .registry import MODEL_ATTACKS, SWAP_CLASSES, check_settings, fooling_statistic, fooling_success, heo_k, model_attack
 
 __all__ = ["ModelResult", "evaluate", "unmodified", "evaluate_interpreters"]
 
@@ -94,7 +94,7 @@ def evaluate(base: nn.Module, manipulated: nn.Module, x_test: torch.Tensor, y_te
     check_images(x_test, "x_test")
     y_test = check_labels(y_test, x_test.shape[0], "y_test", allow_none=not spec.active,
                           why_none="for passive attacks (active ones build composites from the labels)")
-    if cache:
+    if cache and MODEL_ATTACKS.is_builtin(attack) and E.METHODS.is_builtin(method):   # runtime entries: not cached
         manipulated.to(device_of(base))   # where a computed evaluation leaves it
         return cached_call("heo-evaluate", evaluate, base, manipulated, x_test, y_test, attack, method,
                            classes=classes, n_pairs=n_pairs, region=region, k=k, batch_size=batch_size, seed=seed,

@@ -124,7 +124,8 @@ def finetune(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor | No
             elif not spec.reference_map:
                 batch["ref"] = ref_fixed
             else:
-                batch["ref"] = reference(attack, h0[idx].to(dev), k=k)
+                batch["ref"] = reference(attack, h0[idx].to(dev), region=None if region is None else region.to(dev),
+                                         k=k)
             yield batch
 
     def loss_fn(net, batch):

@@ -14,7 +14,7 @@ from ...validate import check_int, check_nonnegative
 from ...zoo import base_entry, base_model, finetune_data
 from .composites import check_classes
 from .finetuning import finetune
-from .registry import SWAP_CLASSES, default_lambda, model_attack, passive_attacks
+from .registry import MODEL_ATTACKS, SWAP_CLASSES, default_lambda, model_attack, passive_attacks
 
 __all__ = ["manipulated_model", "ACCURACY_BOUND"]
 
@@ -80,7 +80,10 @@ def manipulated_model(base_key: str, attack: str, method: str, *, lam: float | N
                                   progress=progress)
         return {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "history": history}
 
-    out = cached("heo-model", settings, compute, depends=(__name__,), refresh=refresh)
+    if MODEL_ATTACKS.is_builtin(attack) and E.METHODS.is_builtin(method):
+        out = cached("heo-model", settings, compute, depends=(__name__,), refresh=refresh)
+    else:   # an entry registered at run time: its code is not in the cache key
+        out = compute()
     model = copy.deepcopy(base)
     model.load_state_dict(out["state_dict"])
     model.manipulation = {"settings": settings, "history": out["history"]}

@@ -21,7 +21,7 @@ import torch
 from ... import explain as E
 from ... import metrics as M
 from ...entries import Registry
-from ...validate import check_choice, check_int
+from ...validate import check_choice, check_int, check_nonnegative
 from ..objectives import OBJECTIVES, region_mask
 
 __all__ = ["ModelAttack", "MODEL_ATTACKS", "register", "unregister", "registered", "model_attack", "passive_attacks",
@@ -155,6 +155,12 @@ class ModelAttack:
 
     def __post_init__(self):
         check_choice(self.objective, "objective", tuple(OBJECTIVES))
+        for name in ("statistic", "success"):
+            if not callable(getattr(self, name)):
+                raise ValueError(f"{name} must be callable, got {type(getattr(self, name)).__name__}")
+        if self.loss_scale is not None and not callable(self.loss_scale):
+            raise ValueError(f"loss_scale must be None or callable, got {type(self.loss_scale).__name__}")
+        check_nonnegative(self.default_lambda, "default_lambda", "the weight λ of the fooling loss")
         bad = [o for o in self.reference_options if o not in REFERENCE_OPTIONS]
         if bad:
             raise ValueError(f"reference_options must be among {REFERENCE_OPTIONS}, got {bad}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from ...validate import check_fraction, check_positive
+from ...validate import check_fraction, check_nonnegative, check_positive
 from ...zoo import base_model, heldout_data
 from .evaluation import evaluate
 from .models import manipulated_model
@@ -36,7 +36,7 @@ def sweep(base_key: str, attack: str, method: str, lams, lrs, *, progress: bool 
     ``accuracy_adv`` (the manipulated one's), ``drop`` (their difference) and ``pareto`` (on the front of
     FSR against ``accuracy_adv``), on the base model's held-out images; every run cached."""
     model_attack(attack)
-    lams = [float(v) for v in lams]
+    lams = [check_nonnegative(v, "lams", "the weights λ of the fooling loss") for v in lams]
     lrs = [check_positive(v, "lrs") for v in lrs]
     if not lams or not lrs:
         raise ValueError("lams and lrs must each hold at least one value")
