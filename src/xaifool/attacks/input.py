@@ -67,6 +67,7 @@ from tqdm import tqdm
 from .. import explain as E
 from ..cache import cached, module_digest
 from ..config import get_config
+from ..models import device_of
 from ..validate import check_images, check_int, check_module, check_positive
 from .objectives import OBJECTIVES, default_k
 from .result import BeforeAfter
@@ -216,9 +217,6 @@ def _check_map(m, name, b, hw) -> torch.Tensor:
     return m.float()
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
 
 def project(x_new: torch.Tensor, x: torch.Tensor, epsilon: float) -> torch.Tensor:
     """Projection onto {‖x' − x‖∞ ≤ ε} ∩ [0, 1], exact on the float32 result.
@@ -248,7 +246,7 @@ def _prepare(model, x, method, options):
     E.interpreter(method, modality="image", differentiable=True)
     check_module(model)
     options = dict(options or {})
-    E.attribute(model, x[:1].to(_device(model)), None, method, **options)  # explain's checks of the options
+    E.attribute(model, x[:1].to(device_of(model)), None, method, **options)  # explain's checks of the options
     return options
 
 
@@ -282,7 +280,7 @@ def random_sign(model: nn.Module, x: torch.Tensor, method: str = "gradient", *, 
     epsilon = _check_epsilon(epsilon)
     options = _prepare(model, x, method, options)
     seed = get_config().seed if seed is None else int(seed)
-    dev = _device(model)
+    dev = device_of(model)
     g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     parts = []
@@ -355,7 +353,7 @@ def _iterative(model, x, method, kind, *, epsilon, n_iter, step_size, beta, opti
     ``reference`` (per-image tensors (B, …) are split with the batch)."""
     obj = OBJECTIVES[kind]
     ref_options = dict(ref_options or {})
-    dev = _device(model)
+    dev = device_of(model)
     betas = beta_schedule(beta, n_iter)
     set_surrogate_beta = E.METHODS[method].surrogate.set_beta   # None: β goes to every call instead
     surrogate = surrogate_network(model, method, betas[0])
@@ -547,7 +545,7 @@ def cached_attack(model_key: str, model: nn.Module, x: torch.Tensor, attack: str
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
         raise ValueError(f"option(s) {unknown} are not accepted by the {attack!r} attack; accepted: {sorted(accepted)}")
-    settings = {"model": model_key, "weights": module_digest(model), "device": str(_device(model)), "x": x,
+    settings = {"model": model_key, "weights": module_digest(model), "device": str(device_of(model)), "x": x,
                 "attack": attack, "method": method, "seed": get_config().seed,
                 "batch_size": kwargs.get("batch_size") or get_config().profile.attack_batch_size,
                 **{k: v for k, v in kwargs.items() if k not in ("progress", "batch_size")}}

@@ -8,15 +8,13 @@ import torch.nn as nn
 
 from .. import explain as E
 from .. import metrics as M
+from ..models import device_of
 from ..validate import check_int
 from .input import AttackResult
 from .objectives import default_k
 
 __all__ = ["to_interpreters", "to_inputs", "to_models"]
 
-
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def to_interpreters(model: nn.Module, result: AttackResult, methods, *, k: int | None = None,
@@ -31,7 +29,7 @@ def to_interpreters(model: nn.Module, result: AttackResult, methods, *, k: int |
     options = options or {}
     methods = E.check_methods(methods)
     k = int(result.settings.get("k") or default_k(result.x.shape[-2:])) if k is None else int(k)
-    dev = _device(model)
+    dev = device_of(model)
     out = {}
     label = result.label.to(dev)
     for m in methods:
@@ -44,7 +42,7 @@ def to_interpreters(model: nn.Module, result: AttackResult, methods, *, k: int |
 
 def _moved(model, x, x_new, method, k, options) -> dict[str, torch.Tensor]:
     """Explain ``model``'s prediction at ``x`` (at ``x`` and ``x_new``): top-k, ρ and label kept, (B,) each."""
-    dev = _device(model)
+    dev = device_of(model)
     with torch.no_grad():
         pred = model(x.to(dev)).argmax(1)
         pred_new = model(x_new.to(dev)).argmax(1)

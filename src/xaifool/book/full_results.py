@@ -213,8 +213,8 @@ def _input_chapter(P, partial, jobs=1, done=None):
     return out
 
 
-#: Chapter 02b's fine-tuned models are explained by these interpreters too, which their fine-tuning never saw.
 def _unseen(P) -> dict:
+    """The interpreters chapter 02b's fine-tuned models are also explained by (their fine-tuning never saw them)."""
     return {"smoothgrad": {"n_samples": P.smoothgrad_samples}, "integrated_gradients": {"n_steps": P.ig_steps}}
 
 
