@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from xaifool import config
+from xaifool import explain as E
 from xaifool.book import experiments as BX
 from xaifool.book import full_results
 from xaifool.config import REPO_ROOT
@@ -178,8 +179,8 @@ def test_full_profile_code_paths_run_at_smoke_sizes(smoke_run, tmp_path):
     for chapter in full_results.CHAPTERS:
         rec = full_results.check_record(json.loads((out / f"{chapter}.json").read_text()))
         assert rec["profile"] == "smoke" and rec["complete"] and rec["device"] == "cpu"
-        key = {"02a": "attack_iters", "02b": "heo_epochs", "06": "sanity_samples",
-               "08": "n_tabular_explain"}[chapter[:3].rstrip("_")]
+        key = {"02a": "attack_iters", "02b": "heo_epochs", "05": "defence_n", "06": "sanity_samples",
+               "07": "noise_samples", "08": "n_tabular_explain"}[chapter[:3].rstrip("_")]
         assert rec["settings"][key] == {"heo_epochs": 1}.get(key, 2)
     heo = json.loads((out / "02b_model_manipulation.json").read_text())["numbers"]
     assert set(heo["cifar_resnet20"]) == {f"{a}/{m}" for a, m in config.SMOKE.heo_grid}
@@ -194,6 +195,14 @@ def test_full_profile_code_paths_run_at_smoke_sizes(smoke_run, tmp_path):
     assert set(num["curves"]["gradient"]) == {"random", "topk", "center"}
     for m in ("gradient", "lrp"):
         assert 0 <= num["imagenet"][m]["topk"]["topk"] <= 1 and num["dombrowski"][m]["label_kept"] == 1.0
+    expl = json.loads((out / "05_explaining_manipulations.json").read_text())["numbers"]
+    assert set(expl) >= {"curvature", "defences", "input_detectors", "model_detectors"}
+    assert all(0 <= v["auc_attack"] <= 1 for v in expl["input_detectors"].values() if isinstance(v, dict))
+    board = json.loads((out / "07_benchmarking.json").read_text())["numbers"]
+    assert set(board["cells"]) == set(E.names(modality="image"))
+    for by_column in board["cells"].values():
+        for cell in by_column.values():   # an estimate with its n, or an empty cell that says why
+            assert (cell["n"] >= 1 and cell["estimate"] is not None) or (cell["n"] == 0 and cell["why"])
     san = json.loads((out / "06_sanity_checks.json").read_text())["numbers"]
     for key in ("mobilenet_v2", "cifar_resnet20"):
         assert set(san[key]["methods"]) == set(BX.SANITY_METHODS) and san[key]["n_images"] >= 1

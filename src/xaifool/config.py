@@ -125,6 +125,23 @@ class Profile:
     sanity_n_cifar: int = 16
     sanity_samples: int = 4
     # --- end sanity checks ---
+    # --- explaining, uncovering, benchmarking (chapters 05, 07) ---
+    #: Noise draws per image of Quantus' Max-Sensitivity and Local Lipschitz Estimate (Quantus: 200),
+    #: and how many of the input chapter's images they are computed on.
+    noise_samples: int = 8
+    noise_n: int = 8
+    #: Power-iteration steps of the curvature estimate (largest Hessian eigenvalue per image).
+    curvature_iters: int = 10
+    #: β values of the β-smoothing defence (Softplus(β) in place of ReLU when explaining), and the
+    #: SmoothGrad noise levels (σ as a share of the input range) attacked as defences.
+    defence_betas: tuple = (1.0, 3.0, 10.0, 30.0)
+    defence_sigmas: tuple = (0.05, 0.15, 0.3)
+    #: Images of the defence sweep (the first of the input chapter's images), random-noise draws of the
+    #: input detector, and the attack steps there.
+    defence_n: int = 8
+    defence_target_iters: int = 20
+    detector_draws: int = 4
+    # --- end explaining, uncovering, benchmarking ---
 
 
 QUICK = Profile(
@@ -200,6 +217,14 @@ FULL = Profile(
     sanity_n_imagenet=16,
     sanity_n_cifar=200,
     sanity_samples=50,             # SmoothGrad samples as Adebayo et al.
+    noise_samples=50,
+    noise_n=256,
+    defence_target_iters=100,
+    curvature_iters=30,
+    defence_betas=(0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0),
+    defence_sigmas=(0.05, 0.1, 0.15, 0.2, 0.3),
+    defence_n=256,
+    detector_draws=16,
 )
 
 
@@ -241,6 +266,14 @@ SMOKE = replace(
     sanity_n_imagenet=1,
     sanity_n_cifar=2,
     sanity_samples=2,
+    noise_samples=2,
+    noise_n=2,
+    defence_target_iters=2,
+    curvature_iters=2,
+    defence_betas=(1.0, 10.0),
+    defence_sigmas=(0.1,),
+    defence_n=2,
+    detector_draws=2,
     heo_n_imagenet=4,
     heo_epochs_imagenet=1,
     heo_sweep_pairs=(("topk", "gradcam"),),

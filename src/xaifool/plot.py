@@ -538,3 +538,85 @@ def pareto_figure(runs: dict, max_drop: float):
     axes[0, -1].legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return fig
+
+
+def robustness_scatter(x: dict, y: dict, *, xlabel: str, ylabel: str, labels=None):
+    """One point per interpreter: a natural-robustness score (x) against its mean attack FSR (y), labelled."""
+    labels = labels or {}
+    fig, ax = plt.subplots(figsize=(5.6, 3.8), layout="constrained")
+    xs, ys = np.array([x[n] for n in x], float), np.array([y[n] for n in x], float)
+    span_x, span_y = np.ptp(xs) or 1.0, np.ptp(ys) or 1.0
+    placed: list[tuple[float, float]] = []
+    for name in sorted(x, key=lambda n: (y[n], x[n])):
+        ax.scatter(x[name], y[name], s=28, color="C0")
+        # a label whose point lies close to an already labelled one is moved down a line
+        near = sum(abs(x[name] - px) < 0.12 * span_x and abs(y[name] - py) < 0.05 * span_y for px, py in placed)
+        placed.append((x[name], y[name]))
+        ax.annotate(labels.get(name, name), (x[name], y[name]), xytext=(4, 3 - 10 * near),
+                    textcoords="offset points", fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def curvature_scatter(table: pd.DataFrame, *, x: str = "curvature", y: str = "effect", xlabel: str = "",
+                      ylabel: str = ""):
+    """Per image: a curvature measure against the attack's effect on the map (log x-axis)."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.4), layout="constrained")
+    kept = table["label kept"].astype(bool)
+    ax.scatter(table.loc[kept, x], table.loc[kept, y], s=24, color="C0", label="label kept")
+    if (~kept).any():
+        ax.scatter(table.loc[~kept, x], table.loc[~kept, y], s=24, facecolor="none", edgecolor="C3",
+                   label="label changed")
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(ylabel or y)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def defence_figure(panels: dict, *, xlabel: dict, curves: dict, reference: dict | None = None):
+    """Defence sweeps side by side: ``panels`` {title: DataFrame with the swept column first}; ``curves``
+    {column: legend label} drawn against the swept value (log axis); ``reference`` {column: value of the
+    undefended network} drawn as dashed lines."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.5), squeeze=False)
+    for ax, (title, frame) in zip(axes[0], panels.items()):
+        key = frame.columns[0]
+        xs = frame[key].astype(float)
+        for i, (col, lab) in enumerate(curves.items()):
+            if col in frame:
+                ax.plot(xs, frame[col], marker="o", color=f"C{i}", label=lab)
+                if reference and col in reference:
+                    ax.axhline(reference[col], color=f"C{i}", ls="--", lw=0.8)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator(list(xs)))     # ticks at the swept values only
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([f"{v:g}" for v in xs])
+        ax.set_xlabel(xlabel[title])
+        ax.set_title(title, fontsize=10)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    shared_legend(fig, axes[0][0], ncol=2, fontsize=8, bottom=0.17)
+    return fig
+
+
+def roc_figure(curves: dict, *, ncols: int = 2):
+    """ROC curves, one panel per detector: ``curves`` {title: {case label: Roc}}."""
+    n = len(curves)
+    rows = -(-n // ncols)
+    fig, axes = plt.subplots(rows, ncols, figsize=(3.3 * ncols, 3.1 * rows), layout="constrained", squeeze=False)
+    for ax, (title, by_case) in zip(axes.flat, curves.items()):
+        for i, (case, r) in enumerate(by_case.items()):
+            ax.step(r.false_alarm, r.detection, where="post", color=f"C{i}", label=f"{case} (AUC {r.auc:.2f})")
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.6, ls=":")
+        ax.set_xlabel("false-alarm rate")
+        ax.set_ylabel("detection rate")
+        ax.set_title(title)
+        ax.legend(fontsize=7, frameon=False, loc="lower right")
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    return fig

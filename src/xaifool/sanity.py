@@ -408,7 +408,7 @@ def compare_models(models: dict, x: torch.Tensor, methods, *, metrics=SIMILARITI
 # --------------------------------------------------------------------------------------
 
 def manipulation_checks(original: nn.Module, manipulated: dict, x: torch.Tensor, *, options: dict | None = None,
-                        threshold: float = PASS_THRESHOLD) -> "pd.DataFrame":
+                        threshold: float = PASS_THRESHOLD, cache: bool = False) -> "pd.DataFrame":
     """Do the sanity checks notice a manipulated model? One row per entry of ``manipulated``
     (``{name: (model, method)}``, the interpreter the manipulation targeted), on images ``x``:
 
@@ -418,6 +418,7 @@ def manipulation_checks(original: nn.Module, manipulated: dict, x: torch.Tensor,
     Spearman |map| between the two models' maps of the same images (each explaining its own
     prediction); ``original, logits random``: the original's similarity after its logits layer alone
     was randomised — how far a map moves when the decision layer is noise.
+    ``cache``: take the cascading tests from the on-disk cache (:func:`cascading`).
     """
     import pandas as pd
 
@@ -433,10 +434,11 @@ def manipulation_checks(original: nn.Module, manipulated: dict, x: torch.Tensor,
         opts = {method: options[method]} if method in options else None
         if method not in reference:
             reference[method] = verdict(cascading(original, x, [method], layers=blocks(original),
-                                                  metrics=("spearman_abs",), options=opts), threshold=threshold)
+                                                  metrics=("spearman_abs",), options=opts, cache=cache),
+                                        threshold=threshold)
         before = reference[method].loc[method]
-        after = verdict(cascading(model, x, [method], layers=blocks(model), metrics=("spearman_abs",), options=opts),
-                        threshold=threshold).loc[method]
+        after = verdict(cascading(model, x, [method], layers=blocks(model), metrics=("spearman_abs",), options=opts,
+                                  cache=cache), threshold=threshold).loc[method]
         vs = compare_models({"original": original, "manipulated": model}, x, [method], metrics=("spearman_abs",),
                             options=opts)
         rows[name] = {"method": method, "randomisation, original": float(before["upper layers (mean)"]),

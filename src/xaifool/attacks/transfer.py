@@ -1,6 +1,6 @@
 """Transferability of input manipulations (chapter 04): does an input crafted against one
-interpreter, one image or one network also move another? Nothing here is cached; the attacks it
-reads are (:func:`xaifool.attacks.input.cached_attack`)."""
+interpreter, one image or one network also move another? The attacks it reads are cached
+(:func:`xaifool.attacks.input.cached_attack`), and so are the maps of :func:`to_interpreters` on request."""
 from __future__ import annotations
 
 import torch
@@ -8,36 +8,46 @@ import torch.nn as nn
 
 from .. import explain as E
 from .. import metrics as M
+from ..cache import cached_call
 from ..models import device_of
 from ..validate import check_int
 from .input import AttackResult
 from .objectives import default_k
 
-__all__ = ["to_interpreters", "to_inputs", "to_models"]
-
+__all__ = ["to_interpreters", "moved_maps", "to_inputs", "to_models"]
 
 
 def to_interpreters(model: nn.Module, result: AttackResult, methods, *, k: int | None = None,
-             options: dict | None = None) -> dict[str, dict[str, torch.Tensor]]:
+                    options: dict | None = None, cache: bool = False) -> dict[str, dict[str, torch.Tensor]]:
     """Transferability: how much an attack on ``result.method`` moves *other* interpreters.
 
     Explains ``result.label`` at ``result.x`` and ``result.x_adv`` with every interpreter in
     ``methods`` (any image method of :data:`xaifool.explain.METHODS`, LRP included), batched,
     on the original ``model``; returns {method: {"topk", "spearman": (B,)}}.
     methods: one name or a sequence of names; options: {method: {option: value}} per-interpreter options.
+    cache:   take each method's numbers from the on-disk cache when the same network, images and
+             settings were measured before (interpreters registered at run time are never cached)
     """
     options = options or {}
     methods = E.check_methods(methods)
     k = int(result.settings.get("k") or default_k(result.x.shape[-2:])) if k is None else int(k)
-    dev = device_of(model)
     out = {}
-    label = result.label.to(dev)
     for m in methods:
-        # x and x_adv in two calls of the same shape, so that SmoothGrad draws the same noise for both
-        a = E.explain(model, result.x.to(dev), label, m, **options.get(m, {})).detach().cpu()
-        b = E.explain(model, result.x_adv.to(dev), label, m, **options.get(m, {})).detach().cpu()
-        out[m] = {"topk": M.topk_intersection(a, b, k), "spearman": M.spearman(a, b)}
+        args = (model, result.x, result.x_adv, result.label, m, k, options.get(m, {}))
+        out[m] = cached_call("transfer-interpreters", moved_maps, *args) if cache and E.METHODS.is_builtin(m) \
+            else moved_maps(*args)
     return out
+
+
+def moved_maps(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, label: torch.Tensor, method: str, k: int,
+               options: dict) -> dict[str, torch.Tensor]:
+    """Top-k intersection and Spearman ρ between ``method``'s maps of ``label`` at ``x`` and at ``x_adv``, (B,) each."""
+    dev = device_of(model)
+    label = label.to(dev)
+    # x and x_adv in two calls of the same shape, so that SmoothGrad draws the same noise for both
+    a = E.explain(model, x.to(dev), label, method, **options).detach().cpu()
+    b = E.explain(model, x_adv.to(dev), label, method, **options).detach().cpu()
+    return {"topk": M.topk_intersection(a, b, k), "spearman": M.spearman(a, b)}
 
 
 def _moved(model, x, x_new, method, k, options) -> dict[str, torch.Tensor]:

@@ -31,6 +31,12 @@ NEEDS = {
     "notebooks/03_targets": ("notebooks/02b_model_manipulation",),
     "notebooks/04_evaluation": ("notebooks/02a_input_manipulation", "notebooks/02b_model_manipulation"),
     "notebooks/06_sanity_checks": ("notebooks/02b_model_manipulation",),
+    "notebooks/05_explaining_manipulations": ("notebooks/02a_input_manipulation", "notebooks/06_sanity_checks",
+                                              "notebooks/08_experiments"),
+    "notebooks/07_benchmarking": ("notebooks/02a_input_manipulation", "notebooks/02b_model_manipulation",
+                                  "notebooks/06_sanity_checks"),
+    "book/discussion": ("notebooks/05_explaining_manipulations", "notebooks/06_sanity_checks",
+                        "notebooks/07_benchmarking", "notebooks/08_experiments"),
 }
 
 #: Name of the execution summary written next to the build (read by :func:`xaifool.book.performance.book_times`).

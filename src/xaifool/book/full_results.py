@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -336,6 +337,74 @@ def _tabular_chapter(P, partial, jobs=1, done=None):
     return X.tabular_numbers(on_done=on_done, n_jobs=jobs)
 
 
+def _finite_or_none(obj):
+    """``obj`` with every NaN / infinite number replaced by None (a record holds finite numbers only)."""
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _explaining_chapter(P, partial, jobs=1, done=None):
+    """Chapter 05's numbers part by part (curvature, defences, input detectors, model detectors);
+    ``done`` (a resumed record's numbers) holds the parts already recorded, which are skipped."""
+    from . import experiments as X
+    from . import explaining as EX
+
+    _active(P)
+    out: dict = dict(done or {})
+    setup = X.input_setup(P)
+
+    def curvature():
+        c = EX.curvature_study(P, setup)
+        return {"n": int(len(c["table"])), "n_moved": c["n_moved"], "rho_eig": list(c["rho_eig"]),
+                "rho_dir": list(c["rho_dir"]), "beta": c["beta"]}
+
+    def defences():
+        d = EX.defence_tables(P, setup)
+        frame = lambda t, key: {str(r[key]): {m: float(v) for m, v in r.items() if m != key} for r in t.to_dict("records")}
+        return {"beta": frame(d["beta"], "beta"), "sigma": frame(d["sigma"], "sigma"), "n": int(P.defence_n)}
+
+    def inputs():
+        return {name: {"auc_attack": s["roc_attack"].auc, "auc_noise": s["roc_noise"].auc, "n": int(len(s["clean"]))}
+                for name, s in EX.input_detectors(P, setup).items()}
+
+    def models():
+        m = EX.model_detectors(P)
+        return {f"{a}/{meth}": {"auc": r.auc, "n": int(m["n"])} for (a, meth), r in m["roc"].items()}
+
+    parts = {"curvature": curvature, "defences": defences, "input_detectors": inputs, "model_detectors": models}
+    for name, fn in parts.items():
+        if name in out:
+            continue
+        t0 = time.perf_counter()
+        out[name] = _finite_or_none({**fn(), "seconds": time.perf_counter() - t0})
+        if any(k not in out for k in parts):
+            partial(out)
+    return out
+
+
+def _benchmark_chapter(P, partial, jobs=1, done=None):
+    """Chapter 07's leaderboard: every cell's estimate, interval, n and how it was obtained, and the
+    rank correlations between the noise scores and the attacks (one part: it reads the other chapters'
+    cached results, computing what is missing)."""
+    from ..leaderboard import column_names, standings
+    from . import board
+
+    _active(P)
+    t0 = time.perf_counter()
+    st = standings(board.all_outcomes(P), board.interpreters())
+    cells = {i: {c: {"estimate": v.estimate, "low": v.low, "high": v.high, "n": v.n, "how": v.how,
+                     "source": v.source or "", "verdict": v.verdict or "", "why": v.why or ""}
+                 for c, v in st.cells[i].items()} for i in st.interpreters}
+    rho = {n: {k: v for k, v in st.robustness_vs_attacks(n).items() if k != "interpreters"}
+           for n in column_names("natural robustness")}
+    return _finite_or_none({"cells": cells, "rho": rho, "seconds": time.perf_counter() - t0})
+
+
 @dataclass(frozen=True)
 class Chapter:
     """One chapter's full-results entry.
@@ -401,6 +470,19 @@ CHAPTERS: dict[str, Chapter] = {c.name: c for c in [
     Chapter("06_sanity_checks", "Sanity checks (06)", _sanity_chapter,
             ("sanity_n_imagenet", "sanity_n_cifar", "sanity_samples"), _sanity_progress, "networks",
             lambda n: {net: float(v["seconds"]) for net, v in n.items() if isinstance(v, dict) and "seconds" in v}),
+    Chapter("05_explaining_manipulations", "Explaining and uncovering (05)", _explaining_chapter, (
+        "attack_n_cifar", "attack_iters", "dombrowski_iters", "attack_batch_size", "attack_smoothgrad_samples",
+        "curvature_iters", "defence_betas", "defence_sigmas", "defence_n", "defence_target_iters", "detector_draws",
+        "smoothgrad_samples",
+        "heo_grid", "heo_n_test", "heo_n_transfer"),
+        lambda n, settings, complete: (sum(k in n for k in ("curvature", "defences", "input_detectors",
+                                                             "model_detectors")), 4), "parts",
+        lambda n: {k: float(v["seconds"]) for k, v in n.items() if isinstance(v, dict) and "seconds" in v}),
+    Chapter("07_benchmarking", "Robustness leaderboard (07)", _benchmark_chapter, (
+        "attack_n_cifar", "attack_iters", "dombrowski_iters", "attack_batch_size", "attack_ig_steps",
+        "attack_smoothgrad_samples", "heo_grid", "heo_n_test", "heo_n_transfer", "noise_samples", "noise_n",
+        "sanity_n_cifar", "sanity_samples", "smoothgrad_samples", "ig_steps"),
+        lambda n, settings, complete: (int("cells" in n), 1), "leaderboard"),
     Chapter("08_experiments", "Experiments, tabular (08)", _tabular_chapter, (
         "n_tabular_explain", "lime_samples", "shap_samples", "shap_background", "scaffold_detector_rows",
         "concealment_epochs", "tabular_epochs", "scaffold_detector_max_rows", "scaffold_explain_share"),

@@ -7,6 +7,7 @@ does the same for the duration of a ``with`` block (tests, experiments).
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Callable
 
@@ -28,11 +29,22 @@ FAMILIES = ("gradient", "cam", "lrp", "perturbation")
 
 
 def softplus_copy(model: nn.Module, beta: float) -> nn.Module:
-    """A frozen copy of ``model`` with Softplus(β) in place of every ReLU (:func:`xaifool.models.smooth`)."""
-    surrogate = smooth(model, beta)
+    """A frozen copy of ``model`` with Softplus(β) in place of every ReLU (:func:`xaifool.models.smooth`);
+    a network that is smooth already (a β-smoothing defence: Softplus and no ReLU) is copied as it is,
+    and the attack's β schedule then sets its β (the attacker of a defence passes the defence's β)."""
+    if _smooth_already(model):
+        surrogate = copy.deepcopy(model).eval()
+        set_beta(surrogate, beta)
+    else:
+        surrogate = smooth(model, beta)
     for p in surrogate.parameters():
         p.requires_grad_(False)
     return surrogate
+
+
+def _smooth_already(model: nn.Module) -> bool:
+    kinds = {type(m) for m in model.modules()}
+    return nn.Softplus in kinds and not kinds & {nn.ReLU, nn.ReLU6}
 
 
 def the_model(model: nn.Module, beta: float) -> nn.Module:
