@@ -259,7 +259,8 @@ def tabular_models(sets: dict, accuracy) -> list[ModelRecord]:
                                    "inputs standardised inside the model", _parameters(model),
                                    float(accuracy.loc[name, column]), len(ds.y_test),
                                    f"{_count(len(ds.y_test))} {title} test rows",
-                                   f"trained by this build (Adam, {P.tabular_epochs} epochs); cached", chapters))
+                                   f"trained by this build (Adam, {P.tabular_epochs} "
+                                   f"epoch{'s' if P.tabular_epochs != 1 else ''}); cached", chapters))
     return out
 
 
@@ -295,7 +296,7 @@ def manipulated_models(base: list[ModelRecord]) -> list[ModelRecord]:
             f"cop{'ies' if len(pairs) > 1 else 'y'}, one per (attack, interpreter) pair of this profile",
             params[label], None, None, "held-out accuracy of each copy: " + chapter_link("chap-model-manipulation"),
             f"fine-tuned by this build from the weights above on {_count(n_train)} {source}, {epochs} "
-            f"epoch{'s' if epochs > 1 else ''}; cached", _MANIPULATED_CHAPTERS.get(key, ("chap-model-manipulation",))))
+            f"epoch{'s' if epochs != 1 else ''}; cached", _MANIPULATED_CHAPTERS.get(key, ("chap-model-manipulation",))))
     return out
 
 

@@ -467,7 +467,7 @@ def book_sentence(rec: dict | None) -> str:
     parallel = "wall_s" in cold
     how = (f"{cold['workers']} pages at a time with {cold['threads_per_page']} thread"
            f"{'s' if cold['threads_per_page'] > 1 else ''} each" if parallel else
-           f"one page at a time with {rec['threads']} threads")
+           f"one page at a time with {rec['threads']} thread{'s' if rec['threads'] != 1 else ''}")
     heavy = sorted(cold["pages"], key=lambda p: -p["seconds"])[:3]
     top = ", ".join(f"{p['page'].split('/')[-1]} {p['seconds'] / 60:.1f} min" for p in heavy)
     text = (f"The recorded cold build ({cold['profile']} profile, commit `{cold['commit'] or '?'}`, "
