@@ -14,10 +14,11 @@ PIP_FLAGS ?=
 # by itself where uv cannot be installed or cannot reach its index (pip also reads pip.conf's indexes).
 INSTALLER ?= uv
 
-.PHONY: help install book test test-fast chapter notebooks bench clean clean-cache
+.PHONY: help install book book-student test test-fast chapter notebooks bench clean clean-cache
 
 help:
 	@echo "make book      - install, execute every chapter (quick profile, several at a time: WORKERS=n), build _build/html"
+	@echo "make book-student - the book without the exercises' solutions: _build-student/_build/html"
 	@echo "make test      - install and run the test suite"
 	@echo "make chapter NB=notebooks/01_interpreters.md [PROFILE=full] - re-execute one chapter"
 	@echo "make notebooks - write classic .ipynb copies of every chapter next to the .md files"
@@ -41,6 +42,10 @@ book: $(STAMP)
 	@XAIFOOL_PROFILE=$(PROFILE) $(PY) -m xaifool exec-times _build --cells 10
 	@echo "Open _build/html/index.html"
 
+book-student: $(STAMP)
+	XAIFOOL_PROFILE=$(PROFILE) $(PY) -m xaifool book --student $(if $(WORKERS),--workers $(WORKERS))
+	@echo "Open _build-student/_build/html/index.html"
+
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15
 
@@ -57,7 +62,7 @@ bench: $(STAMP)
 	$(PY) -m xaifool bench
 
 clean:
-	rm -rf _build
+	rm -rf _build _build-student
 
 clean-cache:
 	rm -rf .cache/xaifool

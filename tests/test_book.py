@@ -105,3 +105,74 @@ def test_failing_cell_fails_the_build(tmp_path, how):
     res = _xaifool_book(tmp_path / "out", root=src) if how == "xaifool book" else _build(tmp_path / "out", root=src)
     assert res.returncode != 0
     assert "boom" in res.stdout + res.stderr
+
+
+_SOLUTIONS = """
+:::{exercise}
+:label: ex-tiny
+
+EXERCISE-TEXT: what does the cell print?
+:::
+
+:::{solution} ex-tiny
+:class: dropdown
+
+PLAIN-SOLUTION-TEXT
+:::
+
+::::{solution} ex-tiny
+A FOUR-COLON-SOLUTION with a nested block:
+:::{note}
+NESTED-SOLUTION-NOTE
+:::
+::::
+
+:::{exercise}
+:label: ex-tiny-code
+
+EXERCISE-TWO
+:::
+
+```{solution-start} ex-tiny-code
+:class: dropdown
+```
+
+GATED-SOLUTION-TEXT
+
+```{code-cell} ipython3
+print("GATED-" + "SOLUTION-OUTPUT")
+```
+
+```{solution-end}
+```
+
+AFTER-THE-SOLUTIONS
+"""
+
+
+def test_strip_solutions_keeps_everything_but_the_solutions():
+    from xaifool.book.student import strip_solutions
+
+    out = strip_solutions("# Page\n" + _SOLUTIONS)
+    assert "EXERCISE-TEXT" in out and "EXERCISE-TWO" in out and "AFTER-THE-SOLUTIONS" in out
+    for secret in ("PLAIN-SOLUTION", "FOUR-COLON", "NESTED-SOLUTION", "GATED-SOLUTION", "solution-end"):
+        assert secret not in out, secret
+    assert strip_solutions("no solutions here\n") == "no solutions here\n"
+
+
+@pytest.mark.slow
+def test_student_build_leaves_every_solution_out(tmp_path):
+    """``python -m xaifool book --student`` (``make book-student``): the exercises are there, no solution
+    text or solution output is, plain and gated (``solution-start`` … ``solution-end``) solutions alike."""
+    src = tmp_path / "src"
+    _tiny_book(src, ["print('page one')"])
+    page = src / "notebooks" / "p0.md"
+    page.write_text(page.read_text() + _SOLUTIONS)
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, "-m", "xaifool", "book", str(src), "--path-output", str(out), "--student"],
+                         capture_output=True, text=True, env=ENV, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    html = "".join(p.read_text() for p in (out / "_build" / "html").rglob("*.html"))
+    assert "EXERCISE-TEXT" in html and "EXERCISE-TWO" in html and "AFTER-THE-SOLUTIONS" in html
+    for secret in ("PLAIN-SOLUTION-TEXT", "FOUR-COLON-SOLUTION", "GATED-SOLUTION-TEXT", "GATED-SOLUTION-OUTPUT"):
+        assert secret not in html, secret

@@ -151,7 +151,16 @@ def _book(args) -> int:
     from .book.build import build
 
     try:
-        return build(args.root or REPO_ROOT, args.path_output, workers=args.workers, timeout=args.timeout)
+        root = args.root or REPO_ROOT
+        if args.student:   # a copy of the source without solutions, built next to its output
+            from pathlib import Path
+
+            from .book.student import student_source
+
+            out = Path(args.path_output or Path(root) / "_build-student")
+            root = student_source(root, out / "source")
+            return build(root, out, workers=args.workers, timeout=args.timeout)
+        return build(root, args.path_output, workers=args.workers, timeout=args.timeout)
     except ValueError as err:
         print(err, file=sys.stderr)
         return 2
@@ -195,6 +204,8 @@ def main(argv=None) -> int:
     k.add_argument("--path-output", help="where _build/ goes (default: the book's folder)")
     k.add_argument("--workers", type=int, help="pages executed at a time (default: 1 on a GPU, else min(4, cores))")
     k.add_argument("--timeout", type=int, help="per-cell timeout in seconds (default: _config.yml's)")
+    k.add_argument("--student", action="store_true", help="the student edition: a copy of the source without the "
+                   "exercises' solutions, built under --path-output (default: <book>/_build-student)")
     k.set_defaults(fn=_book)
     sub.add_parser("fetch", help="verify / download every data file").set_defaults(fn=_fetch)
     r = sub.add_parser("run", help="execute one chapter")
