@@ -51,7 +51,8 @@ def _explain_func(model, inputs, targets, **kwargs):
 
 
 def _metric(name: str, scale: float, nr_samples: int):
-    quantus = __import__("quantus")
+    import quantus
+
     common = dict(nr_samples=nr_samples, disable_warnings=True, display_progressbar=False,
                   return_nan_when_prediction_changes=False, abs=False, normalise=False)
     if name == "max_sensitivity":
