@@ -14,12 +14,13 @@ PIP_FLAGS ?=
 # by itself where uv cannot be installed or cannot reach its index (pip also reads pip.conf's indexes).
 INSTALLER ?= uv
 
-.PHONY: help install book book-student test test-fast chapter notebooks bench clean clean-cache
+.PHONY: help install browser book book-student test test-fast chapter notebooks bench clean clean-cache
 
 help:
 	@echo "make book      - install, execute every chapter (quick profile, several at a time: WORKERS=n), build _build/html"
 	@echo "make book-student - the book without the exercises' solutions: _build-student/_build/html"
 	@echo "make test      - install and run the test suite"
+	@echo "make browser   - install Debian's chromium + chromium-driver for the browser check (root or sudo)"
 	@echo "make chapter NB=notebooks/01_interpreters.md [PROFILE=full] - re-execute one chapter"
 	@echo "make notebooks - write classic .ipynb copies of every chapter next to the .md files"
 	@echo "make bench     - run the benchmarks, JSON under benchmarks/results/"
@@ -36,6 +37,13 @@ endif
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Debian's Chromium and its driver, for the test that reads the built book in a browser
+# (tests/test_browser.py skips without them, unless XAIFOOL_REQUIRE_BROWSER is set, as in CI).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then echo "chromium and chromedriver present"; \
+	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q chromium chromium-driver || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium chromium-driver; }; fi
 
 book: $(STAMP)
 	XAIFOOL_PROFILE=$(PROFILE) $(PY) -m xaifool book $(if $(WORKERS),--workers $(WORKERS))

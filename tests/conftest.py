@@ -26,3 +26,19 @@ def tmp_cache(tmp_path, monkeypatch):
     config.get_config.cache_clear()
     yield tmp_path / "cache"
     config.get_config.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory, mirror_available):
+    """The whole book built once per test session with ``python -m xaifool book`` (quick profile,
+    every chapter executed): (the process's result, the output folder holding ``_build``)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path_factory.mktemp("book")
+    env = {**os.environ, "XAIFOOL_PROFILE": "quick", "XAIFOOL_DEVICE": "cpu"}
+    res = subprocess.run([sys.executable, "-m", "xaifool", "book", str(root), "--path-output", str(out)],
+                         capture_output=True, text=True, env=env, timeout=2400)
+    return res, out

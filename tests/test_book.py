@@ -38,8 +38,8 @@ def _build(tmp_path, config_changes=None, root=ROOT):
 
 
 @pytest.mark.slow
-def test_book_builds_and_executes_every_chapter(tmp_path, mirror_available):
-    res = _xaifool_book(tmp_path)
+def test_book_builds_and_executes_every_chapter(built_book):
+    res, tmp_path = built_book
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     # every notebook page was executed before rendering, and myst-nb used those outputs
     plan = json.loads((tmp_path / "_build" / ".exec-plan.json").read_text())

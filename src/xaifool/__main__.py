@@ -41,14 +41,35 @@ def _fetch(args) -> int:
     return 1 if failed else 0
 
 
+def chapter_path(notebook: str | None, root: Path = REPO_ROOT) -> Path:
+    """The page ``notebook`` names (``make chapter NB=...``), checked: it must be one of the book's
+    notebook pages. Anything else is a ``SystemExit`` whose message names ``NB`` and the pages."""
+    from .book.build import pages
+
+    docs = pages(root)
+    accepted = ", ".join(f"{d}.md" for d in docs)
+    if not notebook or not str(notebook).strip():
+        raise SystemExit(f"NB (the chapter to run) is empty; accepted values: {accepted}")
+    path = Path(notebook)
+    full = path if path.is_absolute() else Path.cwd() / path
+    if not full.is_file():
+        raise SystemExit(f"NB={notebook!r}: no such file; accepted values: {accepted}")
+    try:
+        doc = full.resolve().relative_to(Path(root).resolve()).with_suffix("").as_posix()
+    except ValueError:
+        doc = None
+    if doc not in docs:
+        raise SystemExit(f"NB={notebook!r} is not a chapter of the book (a notebook page listed in _toc.yml); "
+                         f"accepted values: {accepted}")
+    return full
+
+
 def _run(args) -> int:
     import jupytext
     import nbformat
     from nbclient import NotebookClient
 
-    path = Path(args.notebook)
-    if not path.is_file():
-        raise SystemExit(f"notebook {path} not found; chapters live in notebooks/*.md")
+    path = chapter_path(args.notebook)
     print(describe())
     nb = jupytext.read(path)
     out_dir = Path(args.output or REPO_ROOT / "_build" / "chapters")
@@ -209,7 +230,7 @@ def main(argv=None) -> int:
     k.set_defaults(fn=_book)
     sub.add_parser("fetch", help="verify / download every data file").set_defaults(fn=_fetch)
     r = sub.add_parser("run", help="execute one chapter")
-    r.add_argument("notebook")
+    r.add_argument("notebook", nargs="?", help="the chapter, e.g. notebooks/01_interpreters.md")
     r.add_argument("--output", help="folder for the executed .ipynb (default _build/chapters)")
     r.add_argument("--timeout", type=int, default=1800, help="per-cell timeout in seconds")
     r.set_defaults(fn=_run)

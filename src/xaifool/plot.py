@@ -65,7 +65,7 @@ def heatmap_grid(images: torch.Tensor, heatmaps: dict, *, titles=None, overlay: 
     images:   (B, 3, H, W) in [0, 1]
     heatmaps: {method: (B, H, W)} non-negative maps (``explain`` with ``reduce="abs_sum"``)
     titles:   column titles per method (default: the interpreters' labels, :func:`method_label`)
-    image_titles: B strings under each image (e.g. predicted class and score)
+    image_titles: B strings shown above each image (e.g. predicted class and score)
     overlay:  draw each heatmap over a grey copy of the image
     """
     if images.dim() != 4:

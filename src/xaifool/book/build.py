@@ -313,6 +313,10 @@ def build(root: Path | str = REPO_ROOT, path_output: Path | str | None = None, *
         return 1
     log(f"[book] executed {len(rec['pages'])} pages in {rec['wall_s']:.0f} s "
         f"(sum of page times {sum(p['seconds'] for p in rec['pages']):.0f} s)")
+    from .launch import configure, settings
+
+    own = root / "pyproject.toml"      # the book's own setting (a copy of the book carries it)
+    cfg = configure(cfg, **settings(own if own.is_file() else None))
     cfg.setdefault("execute", {})
     cfg["execute"]["execute_notebooks"] = "cache"
     cfg["execute"]["cache"] = str(cache_dir)

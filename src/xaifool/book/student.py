@@ -16,7 +16,7 @@ import re
 import shutil
 from pathlib import Path
 
-__all__ = ["strip_solutions", "student_source", "SKIP"]
+__all__ = ["strip_solutions", "student_source", "exercises", "executed_solutions", "SKIP"]
 
 #: Folders of the repository that are not part of the book's source.
 SKIP = (".git", ".venv", ".cache", "_build", "_build-student", ".pytest_cache", "benchmarks", "tests", "src")
@@ -24,6 +24,43 @@ SKIP = (".git", ".venv", ".cache", "_build", "_build-student", ".pytest_cache", 
 _COLON_OPEN = re.compile(r"^(?P<fence>:{3,})\{solution\}")
 _GATED_OPEN = re.compile(r"^(?P<fence>`{3,}|:{3,})\{solution-start\}")
 _GATED_CLOSE = re.compile(r"^(`{3,}|:{3,})\{solution-end\}")
+_EXERCISE = re.compile(r"^(?P<fence>`{3,}|:{3,})\{exercise(?:-start)?\}")
+_LABEL = re.compile(r"^:label:\s*(?P<label>\S+)")
+_SOLUTION_OF = re.compile(r"^(?:`{3,}|:{3,})\{solution(?:-start)?\}\s*(?P<label>\S+)")
+
+
+def exercises(text: str) -> dict[str, int]:
+    """The exercises of a MyST page, in order: label → number of solutions that name it (solution
+    directives and gated solutions). An exercise without a ``:label:`` is a ``ValueError`` (no
+    solution could name it)."""
+    lines = text.splitlines()
+    out: dict[str, int] = {}
+    for i, line in enumerate(lines):
+        if _EXERCISE.match(line):
+            label = next((m["label"] for ln in lines[i + 1:i + 6] if (m := _LABEL.match(ln.strip()))), None)
+            if label is None:
+                raise ValueError(f"text: the exercise at line {i + 1} has no :label: option")
+            out[label] = 0
+    for line in lines:
+        m = _SOLUTION_OF.match(line)
+        if m and m["label"] in out:
+            out[m["label"]] += 1
+    return out
+
+
+def executed_solutions(text: str) -> list[str]:
+    """Labels of the gated solutions of a MyST page that hold at least one code cell (the build
+    executes them, so a solution that stops working fails the build)."""
+    out, label = [], None
+    for line in text.splitlines():
+        m = _SOLUTION_OF.match(line)
+        if m and "solution-start" in line:
+            label = m["label"]
+        elif _GATED_CLOSE.match(line):
+            label = None
+        elif label and re.match(r"^(`{3,}|:{3,})\{code-cell\}", line) and label not in out:
+            out.append(label)
+    return out
 
 
 def strip_solutions(text: str) -> str:

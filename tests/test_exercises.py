@@ -1,0 +1,80 @@
+"""Exercises of the seminar edition: every chapter has 3–5 exercises, each with one solution, every
+notebook chapter has at least one solution that runs code in the build, and the student edition's
+source holds no solution at all."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xaifool.book import build as bookrun
+from xaifool.book.student import executed_solutions, exercises, strip_solutions, student_source
+
+ROOT = Path(__file__).resolve().parents[1]
+#: the chapters: every notebook under notebooks/ and the discussion
+CHAPTERS = [f"notebooks/{p.stem}" for p in sorted((ROOT / "notebooks").glob("*.md"))] + ["book/discussion"]
+
+
+def test_the_chapters_are_pages_of_the_book():
+    assert set(CHAPTERS) <= set(bookrun.pages())
+
+
+def test_exercise_parsing_on_a_known_page():
+    page = """
+:::{exercise}
+:label: ex-a
+
+A?
+:::
+
+:::{solution} ex-a
+:class: dropdown
+
+yes
+:::
+
+::::{exercise}
+:label: ex-b
+B?
+::::
+
+```{solution-start} ex-b
+```
+
+```{code-cell} ipython3
+1 + 1
+```
+
+```{solution-end}
+```
+
+:::{exercise}
+:label: ex-c
+C, unanswered
+:::
+"""
+    assert exercises(page) == {"ex-a": 1, "ex-b": 1, "ex-c": 0}
+    assert executed_solutions(page) == ["ex-b"]
+    assert exercises(strip_solutions(page)) == {"ex-a": 0, "ex-b": 0, "ex-c": 0}
+    with pytest.raises(ValueError, match="text"):
+        exercises(":::{exercise}\nno label\n:::\n")
+
+
+def test_the_student_source_keeps_every_exercise_and_no_solution(tmp_path):
+    dest = student_source(ROOT, tmp_path / "student")
+    for doc in CHAPTERS:
+        full, student = ((r / f"{doc}.md").read_text("utf8") for r in (ROOT, dest))
+        assert list(exercises(student)) == list(exercises(full)), doc
+        assert all(n == 0 for n in exercises(student).values()), doc
+        assert "{solution" not in student, doc
+
+
+@pytest.mark.parametrize("nb, says", [("", "is empty"), ("notebooks/no_such_chapter.md", "no such file"),
+                                      ("README.md", "is not a chapter"), ("book/glossary.md", "is not a chapter")])
+def test_run_rejects_what_is_not_a_chapter(nb, says):
+    """``make chapter NB=...`` with a missing or non-chapter file: a clear message, a non-zero exit."""
+    res = subprocess.run([sys.executable, "-m", "xaifool", "run", nb], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode != 0
+    assert says in res.stderr and "NB" in res.stderr and "notebooks/01_interpreters.md" in res.stderr
+    assert "Traceback" not in res.stderr
