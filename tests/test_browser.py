@@ -22,7 +22,8 @@ def _need_browser():
 
 
 def _page(body, head=""):
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><style>main {{ width: 690px }} "
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><link rel='icon' href='data:,'>"
+            f"<style>main {{ width: 690px }} "
             f"img {{ max-width: 100% }}</style>{head}</head><body><main>{body}</main></body></html>")
 
 
@@ -43,7 +44,7 @@ def test_unique_scripts_keeps_the_first_of_identical_entries():
             return s
 
     a, b = Script(None, body="const X = 1"), Script("x.js", **{"async": "async"})
-    again = Script(None, body="const X = 1")
+    again = Script("", body="const X = 1")      # Sphinx gives inline scripts None or "" as file name
     other = Script(None, body="const Y = 2")
     assert unique_scripts([a, b, again, other, Script("x.js", **{"async": "async"})]) == [a, b, other]
 

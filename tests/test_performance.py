@@ -373,3 +373,14 @@ def test_refused_variants_name_each_error_once_with_its_models(tmp_path):
     assert text.endswith("(ResNet-20; PyTorch x): `RuntimeError: capture 'g' failed at`")   # one line, one code span
     _fixtures(tmp_path)
     assert perf.refused_sentence(perf.load(tmp_path)) == "" and perf.refused_variants(perf.load(tmp_path)).empty
+
+
+@pytest.mark.parametrize("share, text", [(0.0, "0 %"), (0.003, "0.3 %"), (0.0004, "< 0.1 %"), (0.71, "71.0 %"),
+                                         (1.0, "100.0 %"), (float("nan"), "–")])
+def test_share_text_never_rounds_a_non_zero_share_to_zero(share, text):
+    assert perf.share_text(share) == text
+
+
+def test_share_text_rejects_a_share_outside_zero_one():
+    with pytest.raises(ValueError, match="share"):
+        perf.share_text(3.0)

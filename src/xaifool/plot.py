@@ -15,6 +15,7 @@ import seaborn as sns
 import torch
 
 from .explain.registry import label as method_label
+from .leaderboard import attack_label  # reader labels of attack keys ("topk" → "top-k")
 
 __all__ = ["set_style", "HEATMAP_CMAP", "method_label", "heatmap_grid", "attribution_bars", "agreement_matrix",
            "randomisation_grid", "similarity_curves", "shared_legend",
@@ -79,7 +80,7 @@ def heatmap_grid(images: torch.Tensor, heatmaps: dict, *, titles=None, overlay: 
     for i in range(b):
         axes[i, 0].imshow(_img(images[i]))
         if image_titles is not None:
-            axes[i, 0].set_title(image_titles[i], fontsize=7)
+            axes[i, 0].set_title(image_titles[i], fontsize=8)
         for j, n in enumerate(names, start=1):
             ax = axes[i, j]
             if overlay:
@@ -140,7 +141,11 @@ def agreement_matrix(pairs: pd.DataFrame, values=("spearman", "topk_intersection
     """Matrix plots of pairwise agreement (from :func:`xaifool.metrics.pairwise_agreement`): side by side
     for up to seven methods, one above the other for more (so that the annotated cells stay legible)."""
     n = len(pair_table(pairs, values[0]))
-    if n <= 7:
+    font = 7
+    if len(values) == 1 and n > 7:   # one matrix sized for the page (≤ 6 in wide at 150 dpi)
+        fig, axes = plt.subplots(1, 1, figsize=(6.0, 5.4), squeeze=False)
+        font = 8
+    elif n <= 7:
         fig, axes = plt.subplots(1, len(values), figsize=(4.6 * len(values), 4.0), squeeze=False)
     else:
         side = 0.5 * n + 1.6
@@ -150,9 +155,9 @@ def agreement_matrix(pairs: pd.DataFrame, values=("spearman", "topk_intersection
         mat = pair_table(pairs, v)
         mask = np.triu(np.ones_like(mat, dtype=bool), k=1)
         sns.heatmap(mat, mask=mask, annot=True, fmt=".2f", vmin=-0.2 if v == "spearman" else 0, vmax=1,
-                    cmap="mako", cbar=False, ax=ax, annot_kws={"fontsize": 7}, square=True)
-        ax.set_title((titles or {}).get(v, v.replace("_", " ")))
-        ax.tick_params(labelsize=7)
+                    cmap="mako", cbar=False, ax=ax, annot_kws={"fontsize": font}, square=True)
+        ax.set_title((titles or {}).get(v, v.replace("_", " ")), fontsize=font + 2)
+        ax.tick_params(labelsize=font)
     fig.tight_layout()
     return fig
 
@@ -162,7 +167,7 @@ def agreement_matrix(pairs: pd.DataFrame, values=("spearman", "topk_intersection
 # --------------------------------------------------------------------------------------
 
 def manipulation_grid(columns: dict, *, row_titles=None, width: float = 1.45, perturbation_gain: float = 0.0,
-                      quantiles: dict | None = None):
+                      quantiles: dict | None = None, row_fontsize: float = 7):
     """One row per sample, one column per entry of ``columns``.
 
     columns: {title: tensor}; (B, 3, H, W) entries are drawn as images, (B, H, W) entries as
@@ -194,22 +199,26 @@ def manipulation_grid(columns: dict, *, row_titles=None, width: float = 1.45, pe
             if i == 0:
                 ax.set_title(n, fontsize=8)
             if j == 0 and row_titles is not None:
-                ax.set_ylabel(row_titles[i], fontsize=7)
+                ax.set_ylabel(row_titles[i], fontsize=row_fontsize)
     _bare(axes)
     fig.tight_layout(pad=0.3)
     return fig
 
 
-def attack_curves(frame: pd.DataFrame, *, metrics=("topk", "spearman"), labels=None):
+def attack_curves(frame: pd.DataFrame, *, metrics=("topk", "spearman"), labels=None, methods=None,
+                  panel=(3.0, 2.4), legend_below: bool = False):
     """Ghorbani-style curves: a metric (mean ± standard error) against ε, one line per attack.
 
     frame: long table with columns ``method``, ``attack``, ``eps255`` and one column per metric
            (one row per sample); one panel per (metric, method)
+    methods: the interpreters drawn, in order (default: every one in ``frame``)
+    panel: (width, height) of one panel in inches
+    legend_below: one legend centred below the panels (default: in the last top panel)
     Colours: one per registered objective (:data:`xaifool.attacks.objectives.OBJECTIVES`) and ``random``.
     """
-    methods = list(dict.fromkeys(frame.method))
+    methods = list(methods) if methods is not None else list(dict.fromkeys(frame.method))
     labels = labels or {}
-    fig, axes = plt.subplots(len(metrics), len(methods), figsize=(3.0 * len(methods), 2.4 * len(metrics)),
+    fig, axes = plt.subplots(len(metrics), len(methods), figsize=(panel[0] * len(methods), panel[1] * len(metrics)),
                              squeeze=False, sharex=True)
     from .attacks.objectives import OBJECTIVES  # one colour per registered objective, and the random baseline
 
@@ -234,6 +243,9 @@ def attack_curves(frame: pd.DataFrame, *, metrics=("topk", "spearman"), labels=N
             if j == 0:
                 ax.set_ylabel({"topk": "top-k intersection", "spearman": "Spearman ρ"}.get(metric, metric))
             sns.despine(ax=ax)
+    if legend_below:
+        return shared_legend(fig, axes[0, -1], ncol=len(axes[0, -1].get_legend_handles_labels()[1]),
+                             fontsize=9, bottom=0.09)
     axes[0, -1].legend(frameon=False, fontsize=7)
     fig.tight_layout()
     return fig
@@ -267,29 +279,47 @@ def training_curves(histories: dict, *, quantities=("fooling_loss", "accuracy"),
         ax.set_xlabel("optimiser step")
         ax.set_ylabel(labels.get(q, q))
         sns.despine(ax=ax)
-    axes[0, -1].legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axes[0, -1].legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return fig
 
 
 def transfer_matrices(frames: dict, *, fmt: str = ".0%", vmin: float = 0.0, vmax: float = 1.0,
-                      cbar_label: str = "FSR"):
+                      cbar_label: str = "FSR", fontsize: float = 10, width: float = 6.4):
     """One annotated matrix per entry of ``frames`` ({title: DataFrame}, rows: the interpreter
-    attacked, columns: the interpreter measured), side by side with one shared colour scale."""
+    attacked, columns: the interpreter measured), one above the other with one shared colour
+    scale, sized to be legible at page width (``width`` inches, cell numbers and labels at
+    ``fontsize`` points; long interpreter names wrapped onto two lines). The cell whose column is
+    its row's own interpreter (the attack itself, not a transfer) is outlined."""
+    import textwrap
+
+    def wrap(m):
+        return textwrap.fill(method_label(m), 11)
+
     titles = list(frames)
-    widths = [max(2.2, 0.62 * frames[t].shape[1] + 1.3) for t in titles]
-    fig, axes = plt.subplots(1, len(titles), figsize=(sum(widths) + 0.6, 0.45 * max(f.shape[0] for f in frames.values())
-                                                      + 1.6), squeeze=False, gridspec_kw={"width_ratios": widths})
-    for j, (ax, t) in enumerate(zip(axes[0], titles)):
-        f = frames[t].rename(index=lambda m: method_label(m), columns=lambda m: method_label(m))
-        sns.heatmap(f.astype(float), annot=True, fmt=fmt, vmin=vmin, vmax=vmax, cmap="mako_r", cbar=j == len(titles) - 1,
-                    cbar_kws={"label": cbar_label}, ax=ax, annot_kws={"fontsize": 7}, square=False)
-        ax.set_title(t)
-        ax.set_xlabel("measured with")
-        ax.set_ylabel("attacked" if j == 0 else "")
-        ax.tick_params(axis="x", labelrotation=40, labelsize=7)
-        ax.tick_params(axis="y", labelrotation=0, labelsize=7)
-    fig.tight_layout()
+    heights = [0.42 * frames[t].shape[0] + 0.25 for t in titles]
+    fig, axes = plt.subplots(len(titles), 1, figsize=(width, sum(heights) + 0.75 + 0.45 * len(titles)),
+                             squeeze=False, gridspec_kw={"height_ratios": heights}, layout="constrained")
+    for j, (ax, t) in enumerate(zip(axes[:, 0], titles)):
+        f = frames[t].rename(index=wrap, columns=wrap)
+        sns.heatmap(f.astype(float), annot=True, fmt=fmt, vmin=vmin, vmax=vmax, cmap="mako_r", cbar=False,
+                    ax=ax, annot_kws={"fontsize": fontsize}, square=False)
+        cols = list(frames[t].columns)
+        for i, m in enumerate(frames[t].index):   # the attack itself: the row's own interpreter, outlined
+            if m in cols:
+                ax.add_patch(plt.Rectangle((cols.index(m), i), 1, 1, fill=False, ec="#d95f02", lw=2.2))
+        ax.set_title(t, fontsize=fontsize + 1)
+        ax.set_xlabel("measured with" if j == len(titles) - 1 else "", fontsize=fontsize)
+        ax.set_ylabel("attacked", fontsize=fontsize)
+        ax.tick_params(axis="x", labelrotation=0, labelsize=fontsize - 1)
+        ax.tick_params(axis="y", labelrotation=0, labelsize=fontsize - 1)
+    cbar = fig.colorbar(axes[0, 0].collections[0], ax=axes[:, 0], shrink=0.8, aspect=30)
+    cbar.set_label(cbar_label, fontsize=fontsize)
+    cbar.ax.tick_params(labelsize=fontsize - 1)
+    if fmt.endswith("%"):
+        from matplotlib.ticker import PercentFormatter
+
+        cbar.ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     return fig
 
 
@@ -326,7 +356,7 @@ def pipeline_diagram(level: str = "input"):
         arrow((7.7, 1.05), (3.0, 1.05), color=red, ls="--")
         arrow((3.0, 1.05), (3.0, 1.6), color=red, ls="--")
         ax.text(5.3, 0.8, "gradient of the fooling loss w.r.t. $x$ (one image at a time)", ha="center",
-                fontsize=7.5, color=red)
+                fontsize=8, color=red)
     else:
         box(0.9, 2.2, "data $\\mathcal{D}$\n(unchanged)", grey, w=1.5)
         box(3.3, 2.2, "model $N$\n$\\omega_0\\to\\omega$", red, w=1.9)
@@ -339,7 +369,7 @@ def pipeline_diagram(level: str = "input"):
         arrow((8.7, 0.9), (3.3, 0.9), color=red, ls="--", style="-")
         arrow((3.3, 0.9), (3.3, 1.75), color=red, ls="--")
         ax.text(6.0, 0.6, "fine-tune the weights on a fooling loss (once, for every input)", ha="center",
-                fontsize=7.5, color=red)
+                fontsize=8, color=red)
     fig.tight_layout(pad=0.2)
     return fig
 
@@ -356,8 +386,18 @@ def _short_layer(name: str) -> str:
     return name.removeprefix("net.").replace("features.", "f").replace("classifier.1", "logits")
 
 
+def _row_label(label: str, width: int = 9) -> str:
+    """A row label on at most two lines (at the first space or inner capital), so that it stays beside its row."""
+    if len(label) <= width:
+        return label
+    if " " in label:
+        return label.replace(" ", "\n", 1)
+    cut = next((k for k in range(1, len(label)) if label[k].isupper()), None)
+    return label if cut is None else f"{label[:cut]}-\n{label[cut:]}"
+
+
 def randomisation_grid(image: torch.Tensor, original: dict, maps: dict, layers, steps, *, width: float = 1.25,
-                       index: int = 0):
+                       index: int = 0, fontsize: float = 8):
     """Adebayo et al.'s figure: one row per interpreter — the image, the trained network's map, then
     the maps after the cascading randomisation has reached each of ``steps``.
 
@@ -371,20 +411,20 @@ def randomisation_grid(image: torch.Tensor, original: dict, maps: dict, layers, 
     fig, axes = plt.subplots(len(methods), ncol, figsize=(width * ncol, width * len(methods) + 0.3), squeeze=False)
     for i, m in enumerate(methods):
         axes[i, 0].imshow(_img(image))
-        axes[i, 0].set_ylabel(method_label(m), fontsize=8)
+        axes[i, 0].set_ylabel(_row_label(method_label(m)), fontsize=fontsize)
         axes[i, 1].imshow(_clip_map(original[m][index].abs()), cmap=HEATMAP_CMAP)
         for j, s in enumerate(steps, start=2):
             axes[i, j].imshow(_clip_map(maps[m][s, index].abs()), cmap=HEATMAP_CMAP)
-    axes[0, 1].set_title("trained", fontsize=8)
+    axes[0, 1].set_title("trained", fontsize=fontsize)
     for j, s in enumerate(steps, start=2):
-        axes[0, j].set_title(f"→ {_short_layer(layers[s])}", fontsize=8)
+        axes[0, j].set_title(f"→ {_short_layer(layers[s])}", fontsize=fontsize)
     _bare(axes)
     fig.tight_layout(pad=0.2, h_pad=0.2, w_pad=0.2)
     return fig
 
 
 def similarity_curves(summary: pd.DataFrame, *, metrics=("spearman_abs", "ssim", "hog_pearson"), ncols: int = 4,
-                      threshold: float | None = None, width: float = 2.1, min_band: int = 5):
+                      threshold: float | None = None, width: float = 1.75, min_band: int = 5):
     """Small multiples, one panel per interpreter: mean similarity to the original map against the
     randomisation step, one line per metric with its confidence band (from :func:`xaifool.sanity.summarize`;
     drawn where at least ``min_band`` images give a similarity)."""
@@ -405,19 +445,19 @@ def similarity_curves(summary: pd.DataFrame, *, metrics=("spearman_abs", "ssim",
         if threshold is not None:
             ax.axhline(threshold, color="0.5", lw=0.8, ls=":")
         ax.axhline(0, color="0.8", lw=0.6)
-        ax.set_title(method_label(m), fontsize=9)
+        ax.set_title(method_label(m), fontsize=9.5)
         ax.set_ylim(-0.3, 1.05)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=8)
     for ax in axes.flat[len(methods):]:
         ax.axis("off")
     if layers:
         ticks = sorted({1, len(layers), *range(1, len(layers) + 1, max(1, len(layers) // 4))})
         for ax in axes.flat[:len(methods)]:
             ax.set_xticks(ticks)
-            ax.set_xticklabels([_short_layer(layers[t - 1]) for t in ticks], rotation=45, ha="right", fontsize=6)
+            ax.set_xticklabels([_short_layer(layers[t - 1]) for t in ticks], rotation=45, ha="right", fontsize=8)
     for ax in axes[:, 0]:
-        ax.set_ylabel("similarity", fontsize=8)
-    return shared_legend(fig, axes.flat[0], ncol=len(metrics), pad=0.3)
+        ax.set_ylabel("similarity", fontsize=9)
+    return shared_legend(fig, axes.flat[0], ncol=len(metrics), pad=0.3, fontsize=9, bottom=0.08)
 
 
 # ---- chapter 08: the scaffolding attack (xaifool.attacks.scaffold)
@@ -449,9 +489,11 @@ def rank_share_figure(results: dict):
                 ax.bar(x + (b - 1) * w, r[key], w, color=color, label=label)
             ax.set_xticks(x, ["1st", "2nd", "3rd"])
             ax.set_ylim(0, 1.05)
-            ax.set_title(f"{n} ({r['sensitive']}) — {method_label(e)}")
+            ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{100 * v:.0f}"))
+            title = {"compas": "COMPAS", "german": "German", "adult": "Adult"}.get(n, n)
+            ax.set_title(f"{title} ({r['sensitive'].replace('_', ' ')}) — {method_label(e)}", fontsize=10)
             if j == 0:
-                ax.set_ylabel("share of explanations")
+                ax.set_ylabel("explanations (%)")
             sns.despine(ax=ax)
     return shared_legend(fig, axes[0, 0], ncol=3)
 
@@ -460,13 +502,17 @@ def tradeoff_figure(results: dict):
     """The attacker's fidelity–fooling trade-off: ``results[(config, name, explainer)]`` from
     :func:`xaifool.attacks.scaffold.scaffold_experiment`.
 
-    One panel per explainer (rows) and data set (columns). x: fidelity (share of real test rows on
-    which the scaffold answers like f); y: share of explanations that rank the sensitive feature
-    first. One line per configuration, traced by sweeping its detector's threshold from 0
-    (everything to f, top right) to beyond 1 (everything to ψ); filled marker: the
-    configuration's own operating point (Slack: P(real) ≥ 0.5; the book: keep ≥ 97 % of real
-    training rows); open diamond: the highest threshold that keeps ≥ 97 % of real test rows.
+    One panel per explainer (rows) and data set (columns). x: the share of real test rows the
+    scaffold misroutes (answers unlike f: 1 − fidelity) on a scale that is linear below 1 % and
+    logarithmic above, so that operating points close to full fidelity separate; y: share of
+    explanations that rank the sensitive feature first. One line per configuration, traced by
+    sweeping its detector's threshold from 0 (everything to f, left) to beyond 1 (everything to
+    ψ); filled marker: the configuration's own operating point (Slack: P(real) ≥ 0.5; the book:
+    keep ≥ 97 % of real training rows); open diamond: the highest threshold that keeps ≥ 97 % of
+    real test rows. The operating points are labelled with their threshold t.
     """
+    from matplotlib.ticker import FixedLocator, FuncFormatter
+
     from .attacks.scaffold import tradeoff_points
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -474,33 +520,46 @@ def tradeoff_figure(results: dict):
     configs = list(dict.fromkeys(k[0] for k in results))
     names = list(dict.fromkeys(k[1] for k in results))
     expl = list(dict.fromkeys(k[2] for k in results))
-    fig, axes = plt.subplots(len(expl), len(names), figsize=(2.7 * len(names) + 0.4, 2.5 * len(expl) + 0.7),
-                             squeeze=False, sharey=True)
-    style = {"slack": ("#0072b2", "o", "Slack et al.'s settings"), "book": ("#d55e00", "s", "the book's settings")}
+    fig, axes = plt.subplots(len(expl), len(names), figsize=(2.45 * len(names) + 0.5, 2.5 * len(expl) + 0.8),
+                             squeeze=False, sharey=True, sharex=True)
+    style = {"slack": ("#0072b2", "o", "Slack et al.'s settings", (5, 5)),
+             "book": ("#d55e00", "s", "the book's settings", (5, 19))}
+    lin = 0.01
     for i, e in enumerate(expl):
         for j, n in enumerate(names):
             ax = axes[i, j]
             for c in configs:
                 if (c, n, e) not in results:
                     continue
-                color, marker, label = style.get(c, ("#555555", "^", c))
+                color, marker, label, offset = style.get(c, ("#555555", "^", c, (4, 5)))
                 tp = tradeoff_points(results[(c, n, e)])
-                xs = [p["fidelity"] for p in tp["curve"]]
+                xs = [1 - p["fidelity"] for p in tp["curve"]]
                 ys = [p["top1"] for p in tp["curve"]]
                 ax.plot(xs, ys, "-", color=color, lw=1.2, alpha=0.8, label=label)
-                ax.plot([tp["operating"]["fidelity"]], [tp["operating"]["top1"]], marker, color=color, ms=7,
-                        label=f"{label}: operating point")
-                ax.plot([tp["keep97"]["fidelity"]], [tp["keep97"]["top1"]], "D", mfc="none", color=color, ms=7,
-                        label=f"{label}: ≥ 97 % of real rows to f")
-            ax.set_xlim(min(0.45, ax.get_xlim()[0]), 1.02)
-            ax.set_ylim(-0.03, 1.05)
-            ax.set_title(f"{n} — {method_label(e)}", fontsize=9)
+                for key, mk, mfc, text in (("operating", marker, color, f"{label}: operating point"),
+                                           ("keep97", "D", "none", f"{label}: ≥ 97 % of real rows to f")):
+                    pt = tp[key]
+                    ax.plot([1 - pt["fidelity"]], [pt["top1"]], mk, mfc=mfc, color=color, ms=7, label=text)
+                    if key == "operating":
+                        dy = offset[1] if pt["top1"] < 0.8 else -14  # keep clear of the title
+                        ax.annotate(f"t = {pt['threshold']:.2f}", (1 - pt["fidelity"], pt["top1"]),
+                                    xytext=(offset[0], dy), textcoords="offset points", fontsize=9,
+                                    color=color)
+            ax.set_xscale("symlog", linthresh=lin, linscale=0.6)
+            ax.set_xlim(-0.002, 0.7)
+            ax.xaxis.set_major_locator(FixedLocator([0, 0.01, 0.1, 0.5]))
+            ax.xaxis.set_minor_locator(FixedLocator([0.005, 0.02, 0.03, 0.05, 0.2, 0.3, 0.4]))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:g}"))
+            ax.set_ylim(-0.03, 1.08)
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:.0f}"))
+            title = {"compas": "COMPAS", "german": "German", "adult": "Adult"}.get(n, n)
+            ax.set_title(f"{title} — {method_label(e)}", fontsize=9)
             if i == len(expl) - 1:
-                ax.set_xlabel("fidelity to f on real test rows")
+                ax.set_xlabel("real rows misrouted (%)")
             if j == 0:
-                ax.set_ylabel("sensitive feature ranked first")
+                ax.set_ylabel("sensitive first (%)")
             sns.despine(ax=ax)
-    return shared_legend(fig, axes[0, 0], ncol=3, fontsize=7.5, bottom=0.1)
+    return shared_legend(fig, axes[0, 0], ncol=2, fontsize=9, bottom=0.115)
 
 
 # ---- chapter 02b: Heo's claim at matched accuracy (xaifool.attacks.heo.matched)
@@ -528,14 +587,14 @@ def pareto_figure(runs: dict, max_drop: float):
             ax.scatter([100 * r["accuracy_adv"] for r in mine], [r["fsr"] for r in mine], marker=markers[i % 5],
                        s=30, zorder=3, label=f"lr {lr:g}")
             for r in mine:
-                ax.annotate(f"λ={r['lam']:g}", (100 * r["accuracy_adv"], r["fsr"]), fontsize=7,
+                ax.annotate(f"λ={r['lam']:g}", (100 * r["accuracy_adv"], r["fsr"]), fontsize=8,
                             xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel("held-out accuracy (%)")
         ax.set_ylabel("fooling success rate")
         ax.set_ylim(-0.03, 1.03)
-        ax.set_title(f"{pair[0]}, {method_label(pair[1])}", fontsize=10)
+        ax.set_title(f"{attack_label(pair[0])}, {method_label(pair[1])}", fontsize=10)
         sns.despine(ax=ax)
-    axes[0, -1].legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axes[0, -1].legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return fig
 

@@ -12,12 +12,13 @@ __all__ = ["unique_scripts", "setup"]
 
 def _key(script) -> tuple:
     attrs = getattr(script, "attributes", None) or {}
-    return (getattr(script, "filename", str(script)), tuple(sorted((k, str(v)) for k, v in attrs.items())))
+    name = getattr(script, "filename", str(script)) or ""      # an inline script: None or "" (both occur)
+    return (str(name), tuple(sorted((k, str(v)) for k, v in attrs.items())))
 
 
 def unique_scripts(scripts: list) -> list:
     """``scripts`` (a page's script entries) with repeats of an identical entry (same file or same
-    inline body, same attributes) removed, the order kept."""
+    inline body, same attributes; an inline script's file name may be None or "") removed, the order kept."""
     seen, out = set(), []
     for s in scripts:
         k = _key(s)

@@ -152,6 +152,18 @@ def hardware(records):
     return pd.DataFrame(rows)
 
 
+def share_text(share: float) -> str:
+    """A share (0–1) as a percentage a reader can tell from zero: "0 %" only for exactly 0, "< 0.1 %"
+    below a thousandth, else one decimal ("0.3 %", "71.0 %"); "–" for a missing value."""
+    if share is None or share != share:
+        return "–"
+    if not 0 <= share <= 1:
+        raise ValueError(f"share must lie in [0, 1], got {share!r}")
+    if share == 0:
+        return "0 %"
+    return "< 0.1 %" if share < 0.001 else f"{100 * share:.1f} %"
+
+
 def variants(records):
     import pandas as pd
 

@@ -103,4 +103,4 @@ def cpu_machine(results_dir: Path | str | None = None) -> str:
     if not rec:
         return "no build recorded yet"
     cold = rec["builds"].get("cold") or next(iter(rec["builds"].values()))
-    return f"{rec['cpu_count']} CPU cores, recorded {cold['time'][:10]} at commit `{cold['commit'][:7]}`"
+    return f"{rec['cpu_count']} CPU cores, recorded {cold['time'][:10]} at commit {cold['commit'][:7]}"
