@@ -1,6 +1,8 @@
 """The built book read in headless Chromium (xaifool.book.browser): the whole book passes, and the
 check itself finds each kind of fault in a page made to have it."""
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,24 @@ def test_every_executed_page_offers_md_and_ipynb_and_no_dead_repository_button(b
         assert (html / "_sources" / f"{doc}.ipynb").is_file(), doc
         if not settings()["repository"]:
             assert "mybinder.org" not in page and "colab.research.google.com" not in page, doc
+
+
+@pytest.mark.slow
+def test_the_built_book_passes_the_browser_check(built_book):
+    """Every page of the built book in headless Chromium at 1280 px: no console error, every image
+    loaded, no raw TeX, no traceback or warning in an output, no figure below 60 % of its natural
+    width, every internal link and anchor resolving, and the search page finding a chapter's term.
+    Screenshots of the intro and one chapter are written next to the build."""
+    _need_browser()
+    res, out = built_book
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    html = out / "_build" / "html"
+    shots = out / "_build" / "screenshots"
+    report = browser.check_book(html, search_term="Dombrowski", screenshot_dir=shots,
+                                screenshots={"book/intro.html": "intro.png",
+                                             "notebooks/02a_input_manipulation.html": "02a_input_manipulation.png"})
+    assert report["problems"] == {}, json.dumps(report["problems"], indent=1)[:6000]
+    assert report["pages"] >= len(pages()) and report["search_hits"] > 0
+    assert len(report["screenshots"]) == 2 and all(Path(s).stat().st_size > 0 for s in report["screenshots"])
+    if os.environ.get("XAIFOOL_KEEP_SCREENSHOTS"):     # e.g. CI artefacts
+        shutil.copytree(shots, os.environ["XAIFOOL_KEEP_SCREENSHOTS"], dirs_exist_ok=True)

@@ -20,3 +20,9 @@ def test_the_table_lists_every_registered_file_with_a_link_or_how_it_is_made():
     for (name, entry), origin in zip(data.REGISTRY.items(), frame["origin"]):
         assert (entry.url in origin) if entry.url else origin.startswith(entry.hint[:20])
     assert frame["origin"].str.len().max() < 400
+
+
+def test_a_hint_is_cut_to_its_first_clause_with_a_short_commit_and_a_link():
+    hint = ("a repack of github.com/o/r at commit " + "a" * 40 + " (entries sorted); place it at <mirror>")
+    assert origin_link(None, hint) == ('a repack of <a href="https://github.com/o/r">github.com/o/r</a> '
+                                       "at commit aaaaaaa")

@@ -19,6 +19,20 @@ def test_the_chapters_are_pages_of_the_book():
     assert set(CHAPTERS) <= set(bookrun.pages())
 
 
+@pytest.mark.parametrize("doc", CHAPTERS)
+def test_every_chapter_has_three_to_five_exercises_each_with_one_solution(doc):
+    ex = exercises((ROOT / f"{doc}.md").read_text("utf8"))
+    assert 3 <= len(ex) <= 5, f"{doc}: {len(ex)} exercises ({list(ex)})"
+    assert all(n == 1 for n in ex.values()), f"{doc}: solutions per exercise {ex}"
+
+
+@pytest.mark.parametrize("doc", [d for d in CHAPTERS if d.startswith("notebooks/")])
+def test_every_notebook_chapter_executes_a_coding_solution(doc):
+    text = (ROOT / f"{doc}.md").read_text("utf8")
+    assert executed_solutions(text), f"{doc}: no gated solution with a code cell"
+    assert set(executed_solutions(text)) <= set(exercises(text))
+
+
 def test_exercise_parsing_on_a_known_page():
     page = """
 :::{exercise}

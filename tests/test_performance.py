@@ -384,3 +384,21 @@ def test_share_text_never_rounds_a_non_zero_share_to_zero(share, text):
 def test_share_text_rejects_a_share_outside_zero_one():
     with pytest.raises(ValueError, match="share"):
         perf.share_text(3.0)
+
+
+def test_reader_labels_replace_the_keys_of_the_benchmark_tables():
+    import pandas as pd
+
+    frame = pd.DataFrame({"device": ["cpu", "cuda"], "model": ["resnet20", "mobilenet_v2"],
+                          "part": ["grid cells, grad_x_input", "cifar_resnet20: topk/gradcam"]})
+    shown = perf.for_reader(frame)
+    assert shown.device.tolist() == ["CPU", "GPU"] and shown.model.tolist() == ["ResNet-20", "MobileNetV2"]
+    assert shown.part.tolist() == ["grid cells, Grad × Input", "ResNet-20 (CIFAR-10): top-k × Grad-CAM"]
+    assert frame.device.tolist() == ["cpu", "cuda"]                  # the keyed frame is left alone
+    assert perf.part_label("target_lrp") == "target-map attack, LRP"
+
+
+@pytest.mark.parametrize("x, text", [(7.4e-08, "7 × 10⁻⁸"), (1.2e-3, "1 × 10⁻³"), (0.0, "0"), (0.25, "0.25"),
+                                     (float("nan"), "–")])
+def test_sci_text_writes_small_numbers_as_a_reader_would(x, text):
+    assert perf.sci_text(x) == text

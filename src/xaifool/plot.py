@@ -667,7 +667,10 @@ def roc_figure(curves: dict, *, ncols: int = 2):
     """ROC curves, one panel per detector: ``curves`` {title: {case label: Roc}}."""
     n = len(curves)
     rows = -(-n // ncols)
-    fig, axes = plt.subplots(rows, ncols, figsize=(3.3 * ncols, 3.1 * rows), layout="constrained", squeeze=False)
+    most = max(len(c) for c in curves.values())   # more than two cases: the legend goes below its panel
+    below = 0.2 * most if most > 2 else 0.0
+    fig, axes = plt.subplots(rows, ncols, figsize=(max(3.3 * ncols, 4.2 if below else 0), (3.1 + below) * rows),
+                             layout="constrained", squeeze=False)
     for ax, (title, by_case) in zip(axes.flat, curves.items()):
         for i, (case, r) in enumerate(by_case.items()):
             ax.step(r.false_alarm, r.detection, where="post", color=f"C{i}", label=f"{case} (AUC {r.auc:.2f})")
@@ -675,7 +678,10 @@ def roc_figure(curves: dict, *, ncols: int = 2):
         ax.set_xlabel("false-alarm rate")
         ax.set_ylabel("detection rate")
         ax.set_title(title)
-        ax.legend(fontsize=7, frameon=False, loc="lower right")
+        if below:
+            ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+        else:
+            ax.legend(fontsize=8, frameon=False, loc="lower right")
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     return fig

@@ -2,6 +2,7 @@
 it, and where it comes from — the origin as a short link (the repository), so the table fits the page."""
 from __future__ import annotations
 
+import re
 from html import escape
 from urllib.parse import urlsplit
 
@@ -10,7 +11,8 @@ __all__ = ["origin_link", "data_files"]
 
 def origin_link(url: str | None, hint: str | None = None) -> str:
     """HTML for a file's origin: ``url`` as a link whose text names the site and repository
-    (``github.com/owner/repo``), else the ``hint`` (how a derived file is made) as plain text."""
+    (``github.com/owner/repo``), else the first clause of the ``hint`` (how a derived file is
+    made), short: no asides in parentheses, commit hashes cut to 7 digits, repositories linked."""
     if url:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -19,7 +21,14 @@ def origin_link(url: str | None, hint: str | None = None) -> str:
         host = parts.netloc.replace("raw.githubusercontent.com", "github.com")
         text = "/".join([host] + path[:2])
         return f'<a href="{escape(url, quote=True)}">{escape(text)}</a>'
-    return escape(hint or "–")
+    if not hint:
+        return "–"
+    # the hint's first clause, without asides in parentheses or instructions after "; ", a
+    # commit hash cut to 7 digits, and a repository it names as a link
+    text = re.sub(r"\s*\([^()]*\)", "", hint).split("; ")[0]
+    text = re.sub(r"\b([0-9a-f]{7})[0-9a-f]{33}\b", r"\1", text)
+    return re.sub(r"github\.com/[\w.-]+/[\w-]+(?:\.[\w-]+)*",
+                  lambda m: f'<a href="https://{m.group(0)}">{m.group(0)}</a>', escape(text))
 
 
 def data_files():

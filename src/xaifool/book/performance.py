@@ -164,6 +164,59 @@ def share_text(share: float) -> str:
     return "< 0.1 %" if share < 0.001 else f"{100 * share:.1f} %"
 
 
+#: Reader labels of the benchmark's model, network and device keys (tables and legends).
+MODEL_LABELS = {"resnet20": "ResNet-20", "cifar_resnet20": "ResNet-20 (CIFAR-10)",
+                "mobilenet_v2": "MobileNetV2"}
+DEVICE_LABELS = {"cpu": "CPU", "cuda": "GPU"}
+
+
+def sci_text(x: float) -> str:
+    """A small positive number as a reader writes it: "7 × 10⁻⁸" (one significant digit), "0" for
+    exactly 0, "–" for a missing value; numbers from 0.01 up with two significant digits."""
+    if x is None or x != x:
+        return "–"
+    if x == 0:
+        return "0"
+    if abs(x) >= 0.01:
+        return f"{x:.2g}"
+    mant, exp = f"{x:.0e}".split("e")
+    sup = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+    return f"{mant} × 10{str(int(exp)).translate(sup)}"
+
+
+def part_label(name: str) -> str:
+    """A full-profile part's name (:func:`full_profile_parts`) in reader labels:
+    "grid cells, grad_x_input" → "grid cells, Gradient × Input", "target_lrp" → "target-map attack,
+    LRP", "cifar_resnet20: topk/gradcam" → "ResNet-20 (CIFAR-10): top-k × Grad-CAM"."""
+    from ..explain.registry import label
+    from ..leaderboard import attack_label
+
+    if name.startswith("grid cells, "):
+        return "grid cells, " + label(name.split(", ", 1)[1])
+    if ": " in name and "/" in name:
+        net, rest = name.split(": ", 1)
+        attack, method = rest.split("/", 1)
+        return f"{MODEL_LABELS.get(net, net)}: {attack_label(attack)} × {label(method)}"
+    for prefix, what in (("target_", "target-map attack"), ("imagenet_", "ImageNet attacks")):
+        if name.startswith(prefix):
+            return f"{what}, {label(name[len(prefix):])}"
+    return {"region": "region attack, Gradient"}.get(name, MODEL_LABELS.get(name, name))
+
+
+def for_reader(frame):
+    """A copy of a benchmark table with reader labels in place of keys: the ``device``, ``model``,
+    ``interpreter`` and ``part`` columns where present (the page glues from the keyed frame)."""
+    from ..explain.registry import label
+
+    out = frame.copy()
+    maps = {"device": lambda d: DEVICE_LABELS.get(d, d), "model": lambda m: MODEL_LABELS.get(m, m),
+            "interpreter": label, "part": part_label}
+    for col, f in maps.items():
+        if col in out.columns:
+            out[col] = out[col].map(f)
+    return out
+
+
 def variants(records):
     import pandas as pd
 
