@@ -33,6 +33,16 @@ def test_every_notebook_chapter_executes_a_coding_solution(doc):
     assert set(executed_solutions(text)) <= set(exercises(text))
 
 
+
+@pytest.mark.parametrize("doc", CHAPTERS)
+def test_no_chapter_code_runs_after_the_exercises(doc):
+    """The student edition drops the solutions: a chapter cell after them could depend on what a
+    solution computed and run in the full build only. The exercises close each chapter."""
+    text = strip_solutions((ROOT / f"{doc}.md").read_text("utf8"))
+    rest = text[text.index("## Exercises"):] if "## Exercises" in text else ""
+    assert rest, f"{doc}: no '## Exercises' section"
+    assert "```{code-cell}" not in rest, f"{doc}: a code cell after '## Exercises' outside a solution"
+
 def test_exercise_parsing_on_a_known_page():
     page = """
 :::{exercise}

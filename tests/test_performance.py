@@ -214,7 +214,7 @@ def test_book_times_record_keeps_cold_and_warm(tmp_path):
     assert rec["builds"]["cold"]["total_s"] == 400.0 and rec["builds"]["warm"]["total_s"] == 30.0
     t = perf.book_times_table(rec)
     assert list(t.columns) == ["cold (s)", "warm (s)"] and t.loc["total", "cold (s)"] == 400.0
-    assert t.loc["notebooks/1", "warm (s)"] == 20.0
+    assert t.loc["1", "warm (s)"] == 20.0      # pages as a reader names them (page_label)
     with pytest.raises(ValueError, match="^build must be one of"):
         perf.record_book_times(tmp_path / "c", "hot", profile="quick", path=out)
     with pytest.raises(ValueError, match="failed"):
@@ -402,3 +402,11 @@ def test_reader_labels_replace_the_keys_of_the_benchmark_tables():
                                      (float("nan"), "–")])
 def test_sci_text_writes_small_numbers_as_a_reader_would(x, text):
     assert perf.sci_text(x) == text
+
+
+@pytest.mark.parametrize("page, label", [("notebooks/02a_input_manipulation", "02a Input manipulation"),
+                                         ("notebooks/05_explaining_manipulations", "05 Explaining manipulations"),
+                                         ("book/data", "Data"), ("book/performance", "Performance"),
+                                         ("notebooks/1", "1"), ("02a", "02a")])
+def test_page_label_names_pages_as_a_reader_does(page, label):
+    assert perf.page_label(page) == label

@@ -4,6 +4,8 @@ full-profile run (:mod:`xaifool.book.full_results`) — into those cells. A cell
 record does not hold yet reads :data:`NOT_RECORDED`."""
 from __future__ import annotations
 
+from ..leaderboard import attack_label
+
 __all__ = ["NOT_RECORDED", "NO_RUN", "paper_table", "recorded_cell", "INPUT_CLAIMS", "input_paper_rows", "DATASET_TITLES", "rows_text",
            "tabular_recorded_cells", "recorded_comparison", "matched_accuracy_text", "matched_accuracy_cell"]
 
@@ -166,7 +168,7 @@ def matched_accuracy_text(best: dict, max_drop: float, labels=None) -> str:
     accuracy within ``max_drop``); ``labels`` names the interpreters (default: the keys)."""
     if not best:
         raise ValueError("best must hold at least one (attack, interpreter) pair")
-    name = lambda pair: f"{pair[0]} × {(labels or {}).get(pair[1], pair[1])}"  # noqa: E731
+    name = lambda pair: f"{attack_label(pair[0])} × {(labels or {}).get(pair[1], pair[1])}"  # noqa: E731
     points = f"{100 * max_drop:g} points"
     kept = {p: r for p, r in best.items() if r is not None}
     parts = []

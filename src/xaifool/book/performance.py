@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..config import REPO_ROOT
 
-__all__ = ["RESULTS_DIR", "load", "load_tabular", "check", "machines", "throughput", "hardware", "variants", "scaling", "levels_off_phrase", "growth",
+__all__ = ["RESULTS_DIR", "page_label", "load", "load_tabular", "check", "machines", "throughput", "hardware", "variants", "scaling", "levels_off_phrase", "growth",
            "check_sanity", "load_sanity", "sanity", "book_times", "book_plan", "slowest_cells", "BOOK_BUILDS",
            "record_book_times", "load_book_times", "book_times_table", "record_install", "book_sentence",
            "GOAL_MINUTES", "full_profile", "full_profile_parts", "full_profile_sentence"]
@@ -500,6 +500,16 @@ _INSTALL_REQUIRED = {"seconds": (int, float), "time": str, "commit": str, "comma
 GOAL_MINUTES = 15
 
 
+def page_label(page: str) -> str:
+    """A page of the book as a reader names it: "notebooks/02a_input_manipulation" → "02a Input
+    manipulation", "book/data" → "Data"; a name without words after its number stays as it is."""
+    stem = page.rsplit("/", 1)[-1]
+    number, _, words = stem.partition("_") if stem[:1].isdigit() else ("", "", stem)
+    words = words.replace("_", " ")
+    words = words[:1].upper() + words[1:]
+    return " ".join(w for w in (number, words) if w)
+
+
 def book_times_table(rec: dict):
     """Seconds per page (rows, in execution order) for each recorded build (columns), with a total row
     and, for builds that executed several pages at a time, a row with the wall-clock seconds."""
@@ -508,7 +518,7 @@ def book_times_table(rec: dict):
     cols = {name: {p["page"]: p["seconds"] for p in b["pages"]} for name, b in rec["builds"].items()}
     order = list(dict.fromkeys(p for c in cols.values() for p in c))
     frame = pd.DataFrame({f"{name} (s)": [c.get(p, float("nan")) for p in order] for name, c in cols.items()},
-                         index=pd.Index(order, name="page"))
+                         index=pd.Index([page_label(p) for p in order], name="page"))
     frame.loc["total"] = frame.sum()
     builds = rec["builds"].values()
     at_a_time = ", ".join(sorted({f"{b['workers']} pages at a time" for b in builds if b.get("wall_s") is not None}))
@@ -534,7 +544,7 @@ def book_sentence(rec: dict | None) -> str:
            f"{'s' if cold['threads_per_page'] > 1 else ''} each" if parallel else
            f"one page at a time with {rec['threads']} thread{'s' if rec['threads'] != 1 else ''}")
     heavy = sorted(cold["pages"], key=lambda p: -p["seconds"])[:3]
-    top = ", ".join(f"{p['page'].split('/')[-1]} {p['seconds'] / 60:.1f} min" for p in heavy)
+    top = ", ".join(f"{page_label(p['page'])} {p['seconds'] / 60:.1f} min" for p in heavy)
     text = (f"The recorded cold build ({cold['profile']} profile, commit `{cold['commit'] or '?'}`, "
             f"{cold['time'][:10]}, {rec['cpu_count']} cores, {how}) executed its pages in {pages / 60:.1f} minutes"
             + (f" of wall-clock time (the page times add up to {cold['total_s'] / 60:.1f} minutes)" if parallel else "")
