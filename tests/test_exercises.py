@@ -1,6 +1,7 @@
 """Exercises of the seminar edition: every chapter has 3–5 exercises, each with one solution, every
 notebook chapter has at least one solution that runs code in the build, and the student edition's
 source holds no solution at all."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,17 @@ def test_no_chapter_code_runs_after_the_exercises(doc):
     rest = text[text.index("## Exercises"):] if "## Exercises" in text else ""
     assert rest, f"{doc}: no '## Exercises' section"
     assert "```{code-cell}" not in rest, f"{doc}: a code cell after '## Exercises' outside a solution"
+
+
+@pytest.mark.parametrize("doc", CHAPTERS)
+def test_every_coding_solution_runs_in_the_build(doc):
+    """A plain ``{solution}`` block is text only: code shown there would never run and could rot.
+    Coding solutions are gated (``solution-start`` … ``solution-end``) around executed cells."""
+    text = (ROOT / f"{doc}.md").read_text("utf8")
+    plain = [m.group(2) for m in re.finditer(r"^(:{3,})\{solution\}[^\n]*\n(.*?)^\1[ \t]*$", text, re.S | re.M)]
+    assert plain or executed_solutions(text), f"{doc}: no solutions found"
+    shown = [b.split("\n", 3)[2] for b in plain if "```" in b]
+    assert not shown, f"{doc}: code in a solution that is not executed: {shown}"
 
 def test_exercise_parsing_on_a_known_page():
     page = """
