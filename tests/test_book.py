@@ -78,7 +78,8 @@ def _tiny_book(src, cells):
 def test_xaifool_book_renders_the_pages_it_executed(tmp_path):
     """Pages executed side by side are rendered from their cache, not executed again by myst-nb
     (jupyter-cache matches a notebook by its cells, metadata included), with their cell times kept."""
-    code = "import os, time\ntime.sleep(1)\nprint('threads', os.environ.get('OMP_NUM_THREADS'), 'page', {i})"
+    code = ("import os, time\ntime.sleep(1)\nprint('threads', os.environ.get('OMP_NUM_THREADS'), 'page', {i})\n"
+            "from ipykernel.kernelapp import IPKernelApp\nprint('transport', IPKernelApp.instance().transport)")
     _tiny_book(tmp_path / "src", [code.format(i=i) for i in range(3)])
     res = _xaifool_book(tmp_path / "out", root=tmp_path / "src")
     log = res.stdout + res.stderr
@@ -89,6 +90,8 @@ def test_xaifool_book_renders_the_pages_it_executed(tmp_path):
     for i in range(3):
         html = (tmp_path / "out" / "_build" / "html" / "notebooks" / f"p{i}.html").read_text()
         assert f"threads {threads} page {i}" in html
+        # Unix sockets: no TCP port two kernels starting together could both pick
+        assert "transport ipc" in html
     cells = {p["page"]: p["cells"] for p in plan["pages"]}
     assert all(len(c) == 1 and c[0]["seconds"] >= 1.0 and c[0]["source"].startswith("import os") for c in cells.values())
     assert plan["render_s"] > 0          # the rendering is timed too (the whole build = pages + rendering)

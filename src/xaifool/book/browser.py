@@ -195,7 +195,6 @@ def check_book(html_dir: Path | str, *, search_term: str = "Dombrowski", screens
             driver.get(f"{base}/{page}")
             got = driver.execute_async_script(_READ_PAGE)
             found = problems.setdefault(page, [])
-            found += [f"console: {e['message'][:200]}" for e in driver.get_log("browser") if e["level"] == "SEVERE"]
             found += [f"image not loaded: {s}" for s in got["broken"]]
             found += [f"raw TeX: {r}" for r in got["raw"]]
             found += [f"traceback or warning in an output: {o}" for o in got["bad_out"]]
@@ -213,6 +212,10 @@ def check_book(html_dir: Path | str, *, search_term: str = "Dombrowski", screens
                 driver.save_screenshot(str(out))
                 driver.set_window_size(WIDTH, 1000)
                 shots.append(str(out))
+            # leave the page before reading its console, so that a late message (an image's 404)
+            # is filed under the page that caused it, not the next one
+            driver.get("about:blank")
+            found += [f"console: {e['message'][:200]}" for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         hits = _search(driver, base, search_term)
         driver.get_log("browser")
         if not hits:

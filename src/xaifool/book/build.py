@@ -198,10 +198,18 @@ def _execute_one(path: str, root: str, timeout: int):
     """Worker: execute one page in its own folder; (notebook, seconds, traceback or None, cell times)."""
     from jupyter_cache.executors.utils import single_nb_execution
 
+    import tempfile
+
+    from traitlets.config import Config
+
     p = Path(path)
     nb = _read(p, Path(root))
-    res = single_nb_execution(nb, cwd=str(p.parent), timeout=timeout, allow_errors=False, meta_override=True,
-                              record_timing=True)
+    # Kernels talk over Unix sockets in a folder of their own: TCP ports picked by two kernels
+    # starting at the same moment can collide ("Address already in use", the kernel dies).
+    with tempfile.TemporaryDirectory(prefix="xk") as sockets:
+        cfg = Config({"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "k")}})
+        res = single_nb_execution(nb, cwd=str(p.parent), timeout=timeout, allow_errors=False,
+                                  meta_override=True, record_timing=True, config=cfg)
     return res.nb, res.time, res.exc_string, _cell_times(res.nb)
 
 
