@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -197,9 +198,6 @@ def _cell_times(nb) -> list[dict]:
 def _execute_one(path: str, root: str, timeout: int):
     """Worker: execute one page in its own folder; (notebook, seconds, traceback or None, cell times)."""
     from jupyter_cache.executors.utils import single_nb_execution
-
-    import tempfile
-
     from traitlets.config import Config
 
     p = Path(path)
